@@ -1,0 +1,1 @@
+"""Campaigns: earn rules, draws and prize pools (to be built)."""

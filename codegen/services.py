@@ -1,0 +1,427 @@
+"""Products, batches, key versions and offline verification.
+
+Every function takes a session, flushes and never commits. Verification never touches the
+database: it uses the in-memory :class:`~codegen.tokens.KeyRing` that :class:`KeyRingCache`
+reloads at most every ``keyring_refresh_seconds``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from codegen.errors import (
+    BatchConflictError,
+    BatchNotFoundError,
+    NoCodeKeyError,
+    ProductConflictError,
+    ProductNotFoundError,
+)
+from codegen.models import URL_FORMS, Batch, Product
+from codegen.tokens import (
+    InvalidToken,
+    KeyMaterial,
+    KeyRing,
+    Verification,
+    VerifiedCode,
+    gs1_url,
+    mint_gs1_serial,
+    mint_short,
+    normalize_gtin,
+    short_url,
+    sign_gs1,
+    validate_lot,
+    verify_code,
+)
+from core import services as core_services
+from core.config import MAX_BATCH_QUANTITY
+from core.errors import ValidationFailedError
+from core.runtime import Runtime
+
+SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+
+
+# --- products -------------------------------------------------------------------------------
+
+
+def create_product(
+    session: Session,
+    *,
+    tenant_id: int,
+    sku: str,
+    name: str,
+    gtin: str | None = None,
+    specification: str = "",
+    shelf_life_days: int | None = None,
+    image_url: str | None = None,
+) -> Product:
+    sku = sku.strip()
+    if not SKU_RE.match(sku):
+        raise ValidationFailedError.field("sku", "1-64 characters of A-Z, a-z, 0-9 and ._/-")
+    if not name.strip() or len(name) > 200:
+        raise ValidationFailedError.field("name", "1-200 characters")
+    if gtin:
+        try:
+            gtin = normalize_gtin(gtin)
+        except ValueError as exc:
+            raise ValidationFailedError.field("gtin", str(exc)) from exc
+    if shelf_life_days is not None and not 0 < shelf_life_days <= 36500:
+        raise ValidationFailedError.field("shelf_life_days", "must be between 1 and 36500")
+    if image_url and not re.match(r"^https?://\S+$", image_url):
+        raise ValidationFailedError.field("image_url", "must be an http(s) URL")
+    same = Product.sku == sku
+    if gtin:
+        same = same | (Product.gtin == gtin)
+    clash = select(Product.sku, Product.gtin).where(Product.tenant_id == tenant_id, same)
+    for other_sku, _other_gtin in session.execute(clash):
+        field = "sku" if other_sku == sku else "gtin"
+        raise ProductConflictError(
+            f"another product already has this {field}", errors={field: "already used"}
+        )
+    product = Product(
+        tenant_id=tenant_id,
+        sku=sku,
+        name=name.strip(),
+        gtin=gtin or None,
+        specification=specification,
+        shelf_life_days=shelf_life_days,
+        image_url=image_url,
+    )
+    session.add(product)
+    session.flush()
+    return product
+
+
+def get_product(session: Session, *, tenant_id: int, product_id: int) -> Product | None:
+    product = session.get(Product, product_id)
+    return product if product is not None and product.tenant_id == tenant_id else None
+
+
+def get_product_or_raise(session: Session, *, tenant_id: int, product_id: int) -> Product:
+    product = get_product(session, tenant_id=tenant_id, product_id=product_id)
+    if product is None:
+        raise ProductNotFoundError(
+            f"no product {product_id} in this tenant", errors={"product_id": "unknown product"}
+        )
+    return product
+
+
+def get_product_by_sku_or_raise(session: Session, *, tenant_id: int, sku: str) -> Product:
+    stmt = select(Product).where(Product.tenant_id == tenant_id, Product.sku == sku)
+    product = session.scalar(stmt)
+    if product is None:
+        raise ProductNotFoundError(f"no product with SKU {sku!r}", errors={"sku": "unknown"})
+    return product
+
+
+def list_products(
+    session: Session,
+    *,
+    tenant_id: int,
+    after_id: int = 0,
+    limit: int = 50,
+    sku: str | None = None,
+    gtin: str | None = None,
+) -> Sequence[Product]:
+    stmt = select(Product).where(Product.tenant_id == tenant_id, Product.id > after_id)
+    if sku:
+        stmt = stmt.where(Product.sku == sku)
+    if gtin:
+        stmt = stmt.where(Product.gtin == gtin)
+    return session.scalars(stmt.order_by(Product.id).limit(limit)).all()
+
+
+# --- batches --------------------------------------------------------------------------------
+
+
+def create_batch(
+    session: Session,
+    *,
+    runtime: Runtime,
+    tenant_id: int,
+    product_id: int,
+    lot: str,
+    quantity: int,
+    url_form: str = "short",
+    production_date: dt.date | None = None,
+    factory: str = "",
+    line: str = "",
+) -> Batch:
+    """A batch of ``quantity`` codes signed with the tenant's current key: one row, no codes."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise ValidationFailedError.field("quantity", "must be a whole number")
+    if not 1 <= quantity <= MAX_BATCH_QUANTITY:
+        raise ValidationFailedError.field(
+            "quantity", f"must be between 1 and {MAX_BATCH_QUANTITY:,}"
+        )
+    if url_form not in URL_FORMS:
+        raise ValidationFailedError.field("url_form", f"must be one of {', '.join(URL_FORMS)}")
+    try:
+        validate_lot(lot)
+    except ValueError as exc:
+        raise ValidationFailedError.field("lot", str(exc)) from exc
+    product = get_product_or_raise(session, tenant_id=tenant_id, product_id=product_id)
+    if url_form != "short" and not product.gtin:
+        raise ValidationFailedError.field(
+            "url_form", "GS1 Digital Link codes need a product with a GTIN"
+        )
+    duplicate = select(Batch.id).where(
+        Batch.tenant_id == tenant_id, Batch.product_id == product_id, Batch.lot == lot
+    )
+    if session.scalar(duplicate) is not None:
+        raise BatchConflictError(
+            f"product {product.sku} already has a batch with lot {lot!r}",
+            errors={"lot": "already used for this product"},
+        )
+    key = core_services.get_current_code_key(session, tenant_id=tenant_id)
+    if key is None:
+        key = core_services.create_code_key(
+            session, master_key=runtime.settings.master_key_bytes, tenant_id=tenant_id
+        )
+        key_ring_cache(runtime).invalidate()
+    batch = Batch(
+        tenant_id=tenant_id,
+        product_id=product_id,
+        lot=lot,
+        quantity=quantity,
+        url_form=url_form,
+        production_date=production_date,
+        factory=factory,
+        line=line,
+        key_id=key.id,
+        status="active",
+    )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def get_batch(session: Session, *, tenant_id: int, batch_id: int) -> Batch | None:
+    batch = session.get(Batch, batch_id)
+    return batch if batch is not None and batch.tenant_id == tenant_id else None
+
+
+def get_batch_or_raise(session: Session, *, tenant_id: int, batch_id: int) -> Batch:
+    batch = get_batch(session, tenant_id=tenant_id, batch_id=batch_id)
+    if batch is None:
+        raise BatchNotFoundError(
+            f"no batch {batch_id} in this tenant", errors={"batch_id": "unknown batch"}
+        )
+    return batch
+
+
+def list_batches(
+    session: Session,
+    *,
+    tenant_id: int,
+    after_id: int = 0,
+    limit: int = 50,
+    product_id: int | None = None,
+    lot: str | None = None,
+) -> Sequence[Batch]:
+    stmt = select(Batch).where(Batch.tenant_id == tenant_id, Batch.id > after_id)
+    if product_id is not None:
+        stmt = stmt.where(Batch.product_id == product_id)
+    if lot:
+        stmt = stmt.where(Batch.lot == lot)
+    return session.scalars(stmt.order_by(Batch.id).limit(limit)).all()
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+def rotate_code_key(session: Session, *, runtime: Runtime, tenant_id: int) -> int:
+    """A new current key version for new batches; existing batches keep theirs."""
+    key = core_services.create_code_key(
+        session, master_key=runtime.settings.master_key_bytes, tenant_id=tenant_id
+    )
+    key_ring_cache(runtime).invalidate()
+    return key.id
+
+
+def retire_code_key(
+    session: Session, *, runtime: Runtime, tenant_id: int, key_id: int, reason: str
+) -> int:
+    """Retire a (compromised) key: its codes stop verifying and its batches are revoked.
+
+    Returns how many batches were revoked. A new current key is made if the retired key was
+    the current one, so the tenant can go on issuing.
+    """
+    was_current = core_services.get_current_code_key(session, tenant_id=tenant_id)
+    core_services.retire_code_key(session, tenant_id=tenant_id, key_id=key_id, reason=reason)
+    result = session.execute(
+        update(Batch)
+        .where(Batch.tenant_id == tenant_id, Batch.key_id == key_id, Batch.status == "active")
+        .values(status="revoked", revoked_reason=f"key {key_id} retired: {reason}"[:200])
+    )
+    if was_current is not None and was_current.id == key_id:
+        core_services.create_code_key(
+            session, master_key=runtime.settings.master_key_bytes, tenant_id=tenant_id
+        )
+    key_ring_cache(runtime).invalidate()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+class KeyRingCache:
+    """The unwrapped key ring of one process, reloaded at most every ``refresh`` seconds.
+
+    Verification reads only this, so a flood of forged codes never reaches the database. A
+    key retired by another process stops verifying here within ``refresh`` seconds.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._ring: KeyRing | None = None
+        self._loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def ring(self) -> KeyRing:
+        ring = self._ring
+        refresh = self._runtime.settings.keyring_refresh_seconds
+        if ring is not None and time.monotonic() - self._loaded_at < refresh:
+            return ring
+        with self._lock:
+            if self._ring is None or time.monotonic() - self._loaded_at >= refresh:
+                self._ring = self._load()
+                self._loaded_at = time.monotonic()
+            return self._ring
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._ring = None
+
+    def _load(self) -> KeyRing:
+        with self._runtime.db.read_only() as session:
+            secrets = core_services.load_key_secrets(
+                session, master_key=self._runtime.settings.master_key_bytes
+            )
+        return KeyRing(
+            KeyMaterial(
+                key_id=s.key_id,
+                tenant_id=s.tenant_id,
+                root_secret=s.secret,
+                retired=s.status == "retired",
+            )
+            for s in secrets
+        )
+
+
+_caches: dict[int, KeyRingCache] = {}
+_caches_lock = threading.Lock()
+
+
+def key_ring_cache(runtime: Runtime) -> KeyRingCache:
+    with _caches_lock:
+        cache = _caches.get(id(runtime))
+        if cache is None or cache._runtime is not runtime:
+            cache = _caches[id(runtime)] = KeyRingCache(runtime)
+        return cache
+
+
+def key_material(runtime: Runtime, key_id: int, session: Session | None = None) -> KeyMaterial:
+    """The working keys of ``key_id``; ``session`` also sees a key it has not committed yet."""
+    material = key_ring_cache(runtime).ring().get(key_id)
+    if material is None and session is not None:
+        secret = core_services.get_key_secret(
+            session, master_key=runtime.settings.master_key_bytes, key_id=key_id
+        )
+        if secret is not None:
+            material = KeyMaterial(
+                key_id=secret.key_id,
+                tenant_id=secret.tenant_id,
+                root_secret=secret.secret,
+                retired=secret.status == "retired",
+            )
+    if material is None:
+        key_ring_cache(runtime).invalidate()
+        material = key_ring_cache(runtime).ring().get(key_id)
+    if material is None:
+        raise NoCodeKeyError(f"key {key_id} is not in the key ring")
+    return material
+
+
+def verify(runtime: Runtime, text: str) -> Verification:
+    """Verify a code (token, short URL or GS1 Digital Link URL) from the code alone."""
+    return verify_code(key_ring_cache(runtime).ring(), text)
+
+
+# --- single codes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedCode:
+    serial: int
+    code: str
+    url: str
+
+
+def code_for_serial(
+    runtime: Runtime,
+    *,
+    batch: Batch,
+    gtin: str | None,
+    serial: int,
+    host: str,
+    session: Session | None = None,
+) -> IssuedCode:
+    """The code and URL printed for one serial of ``batch``."""
+    key = key_material(runtime, batch.key_id, session)
+    if batch.url_form == "short":
+        token = mint_short(key, batch.id, serial)
+        return IssuedCode(serial, token, short_url(host, token))
+    assert gtin is not None
+    code = mint_gs1_serial(key, batch.id, serial, gtin, batch.lot)
+    sig = sign_gs1(key, gtin, batch.lot, code) if batch.url_form == "gs1-digsig" else None
+    return IssuedCode(serial, code, gs1_url(host, gtin, batch.lot, code, sig))
+
+
+__all__ = [
+    "InvalidToken",
+    "VerifiedCode",
+]
+
+
+def published_keys(runtime: Runtime) -> dict[str, object]:
+    """The Ed25519 public keys of every key version, as a JWK set plus GS1 details.
+
+    Anyone holding this document verifies a ``gs1-digsig`` code (AI 8030) with no call to
+    Yima: the key id is the first 15 bits of the serial's base64url value, the signed message is
+    ``(01)<gtin>(10)<lot>(21)<serial>`` in UTF-8, the signature the base64url value of AI 8030.
+    """
+    import base64
+
+    from sqlalchemy import select as _select
+
+    from core.models import Tenant
+
+    ring = key_ring_cache(runtime).ring()
+    with runtime.db.read_only() as session:
+        slugs = dict(session.execute(_select(Tenant.id, Tenant.slug)).all())
+    keys = []
+    for material in sorted(ring.values(), key=lambda m: m.key_id):
+        x = base64.urlsafe_b64encode(material.public_key_bytes()).rstrip(b"=").decode()
+        keys.append(
+            {
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": str(material.key_id),
+                "x": x,
+                "tenant": slugs.get(material.tenant_id),
+                "status": "retired" if material.retired else "active",
+            }
+        )
+    return {
+        "keys": keys,
+        "signed_message": "(01){gtin}(10){lot}(21){serial}",
+        "signature": "AI 8030: base64url (no padding) of the 64-byte Ed25519 signature",
+        "key_id": "first 15 bits of the base64url-decoded serial (AI 21)",
+    }

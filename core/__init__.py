@@ -1,0 +1,1 @@
+"""Yima core: settings, database, tasks, errors, key ring, tenants, users and API keys."""

@@ -1,0 +1,117 @@
+"""Settings: the only place that reads the environment.
+
+Every knob is a ``YIMA_*`` environment variable read once into one typed, validated
+:class:`Settings` object. ``create_app(settings=...)`` and the CLI accept an override so tests
+never touch ``os.environ``. The embedded default (no variables at all) is a SQLite file under
+``./var``, no Redis and tasks run in-process; ``YIMA_ENV=production`` refuses that.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET = "yima-development-secret-change-me"
+MAX_BATCH_QUANTITY = 100_000_000
+
+
+class Settings(BaseSettings):
+    """Typed configuration of one Yima process."""
+
+    model_config = SettingsConfigDict(env_prefix="YIMA_", extra="ignore", frozen=True)
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    redis_url: str | None = None
+    broker_url: str | None = Field(
+        default=None, description="Celery broker (redis:// or amqp://); none runs tasks in-process"
+    )
+    secret_key: str = DEFAULT_SECRET
+    master_key: str | None = Field(
+        default=None, description="base64 of 32 random bytes; wraps every tenant key"
+    )
+    scan_host: str = "yima.example.com"
+    export_chunk_size: int = Field(default=1_000_000, ge=1_000, le=10_000_000)
+    keyring_refresh_seconds: float = Field(default=30.0, ge=0.0)
+    task_mode: Literal["auto", "celery", "thread", "inline"] = "auto"
+
+    @field_validator("scan_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        host = value.strip().lower()
+        if not host or "/" in host or " " in host:
+            raise ValueError("scan_host must be a bare host name such as yima.example.com")
+        return host
+
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.env == "production":
+            problems = []
+            if self.resolved_database_url.startswith("sqlite"):
+                problems.append("YIMA_DATABASE_URL must name PostgreSQL in production")
+            if self.secret_key == DEFAULT_SECRET or len(self.secret_key) < 32:
+                problems.append("YIMA_SECRET_KEY must be set to a random value of 32+ characters")
+            if not self.master_key:
+                problems.append("YIMA_MASTER_KEY must be set in production")
+            if problems:
+                raise ValueError("; ".join(problems))
+        if self.master_key is not None:
+            _decode_master_key(self.master_key)
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the common postgres:// spellings and use psycopg 3.
+            for prefix in ("postgres://", "postgresql://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{(self.data_dir / 'yima.db').resolve()}"
+
+    @property
+    def resolved_task_mode(self) -> Literal["celery", "thread", "inline"]:
+        if self.task_mode != "auto":
+            return self.task_mode
+        return "celery" if self.broker_url else "thread"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @cached_property
+    def master_key_bytes(self) -> bytes:
+        """The 32-byte master key; on the embedded default a key file is created once."""
+        if self.master_key:
+            return _decode_master_key(self.master_key)
+        path = self.data_dir / "master.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(base64.b64encode(secrets.token_bytes(32)).decode())
+        return _decode_master_key(path.read_text().strip())
+
+
+def _decode_master_key(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError as exc:
+        raise ValueError("YIMA_MASTER_KEY must be base64") from exc
+    if len(raw) != 32:
+        raise ValueError("YIMA_MASTER_KEY must decode to 32 bytes")
+    return raw
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) into a validated Settings."""
+    return Settings(**overrides)  # type: ignore[arg-type]

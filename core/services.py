@@ -1,0 +1,298 @@
+"""Core services: tenants, users, API keys, the audit log and tenant key versions.
+
+Every function takes a session, flushes and never commits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from core.db import utcnow
+from core.errors import (
+    AuthenticationRequiredError,
+    ConflictError,
+    NotFoundError,
+    ValidationFailedError,
+)
+from core.keyring import unwrap_secret, wrap_secret
+from core.models import ROLES, ApiKey, AuditEntry, CodeKey, Tenant, User
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,38}[a-z0-9]$")
+API_KEY_PREFIX = "yk_"
+
+
+# --- tenants -------------------------------------------------------------------------------
+
+
+def create_tenant(
+    session: Session, *, slug: str, name: str, scan_host: str | None = None
+) -> Tenant:
+    if not SLUG_RE.match(slug):
+        raise ValidationFailedError.field(
+            "slug", "3-40 characters of a-z, 0-9 and '-', not starting or ending with '-'"
+        )
+    if not name.strip():
+        raise ValidationFailedError.field("name", "must not be empty")
+    if session.scalar(select(Tenant.id).where(Tenant.slug == slug)) is not None:
+        raise ConflictError(f"tenant {slug!r} already exists", errors={"slug": "already taken"})
+    tenant = Tenant(slug=slug, name=name.strip(), scan_host=scan_host)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def get_tenant_by_slug(session: Session, slug: str) -> Tenant | None:
+    return session.scalar(select(Tenant).where(Tenant.slug == slug))
+
+
+def get_tenant_by_slug_or_raise(session: Session, slug: str) -> Tenant:
+    tenant = get_tenant_by_slug(session, slug)
+    if tenant is None:
+        raise NotFoundError(f"no tenant {slug!r}", errors={"tenant": "unknown tenant"})
+    return tenant
+
+
+def list_tenants(session: Session) -> Sequence[Tenant]:
+    return session.scalars(select(Tenant).order_by(Tenant.id)).all()
+
+
+# --- users and API keys -------------------------------------------------------------------
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValidationFailedError.field("role", f"must be one of {', '.join(ROLES)}")
+
+
+def create_user(
+    session: Session,
+    *,
+    tenant_id: int,
+    email: str,
+    role: str,
+    password: str | None = None,
+    name: str = "",
+) -> User:
+    _check_role(role)
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise ValidationFailedError.field("email", "must be an e-mail address")
+    if password is not None and len(password) < 8:
+        raise ValidationFailedError.field("password", "must have at least 8 characters")
+    exists = select(User.id).where(User.tenant_id == tenant_id, User.email == email)
+    if session.scalar(exists) is not None:
+        raise ConflictError(f"user {email} already exists", errors={"email": "already taken"})
+    user = User(
+        tenant_id=tenant_id,
+        email=email,
+        role=role,
+        name=name,
+        password_hash=generate_password_hash(password) if password else None,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def check_user_password(user: User, password: str) -> bool:
+    return bool(user.password_hash) and check_password_hash(user.password_hash or "", password)
+
+
+@dataclasses.dataclass(frozen=True)
+class IssuedApiKey:
+    """An API key as issued: ``token`` is shown once and never stored."""
+
+    key: ApiKey
+    token: str
+
+
+def _hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def create_api_key(
+    session: Session, *, tenant_id: int, name: str, role: str, user_id: int | None = None
+) -> IssuedApiKey:
+    _check_role(role)
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        tenant_id=tenant_id,
+        user_id=user_id,
+        name=name,
+        role=role,
+        prefix=prefix,
+        secret_hash=_hash_secret(secret),
+    )
+    session.add(key)
+    session.flush()
+    return IssuedApiKey(key=key, token=f"{API_KEY_PREFIX}{prefix}_{secret}")
+
+
+def authenticate_api_key(session: Session, token: str) -> ApiKey:
+    """The live key a bearer token names, or AuthenticationRequiredError."""
+    if not token.startswith(API_KEY_PREFIX) or token.count("_") < 2:
+        raise AuthenticationRequiredError("the API key is malformed")
+    prefix, _, secret = token[len(API_KEY_PREFIX) :].partition("_")
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or not hmac.compare_digest(key.secret_hash, _hash_secret(secret)):
+        raise AuthenticationRequiredError("the API key is not valid")
+    if key.revoked_at is not None:
+        raise AuthenticationRequiredError("the API key has been revoked")
+    return key
+
+
+def revoke_api_key(session: Session, *, tenant_id: int, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None or key.tenant_id != tenant_id:
+        raise NotFoundError(f"no API key {key_id}")
+    key.revoked_at = key.revoked_at or utcnow()
+    session.flush()
+    return key
+
+
+# --- audit ---------------------------------------------------------------------------------
+
+
+def record_audit(
+    session: Session,
+    *,
+    tenant_id: int | None,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: object,
+    detail: dict[str, Any] | None = None,
+    ip: str | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        tenant_id=tenant_id,
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id),
+        detail=detail or {},
+        ip=ip,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def list_audit(session: Session, *, tenant_id: int, limit: int = 100) -> Sequence[AuditEntry]:
+    stmt = (
+        select(AuditEntry)
+        .where(AuditEntry.tenant_id == tenant_id)
+        .order_by(AuditEntry.id.desc())
+        .limit(limit)
+    )
+    return session.scalars(stmt).all()
+
+
+# --- tenant key versions (the key ring) -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class KeySecret:
+    """An unwrapped key version, for the code layer to derive its working keys from."""
+
+    key_id: int
+    tenant_id: int
+    secret: bytes
+    status: str
+
+
+def create_code_key(session: Session, *, master_key: bytes, tenant_id: int) -> CodeKey:
+    """A new current key version for ``tenant_id``; the previous current one stays active."""
+    session.execute(
+        update(CodeKey)
+        .where(CodeKey.tenant_id == tenant_id, CodeKey.status == "current")
+        .values(status="active")
+    )
+    for _attempt in range(64):
+        key_id = secrets.randbelow(32767) + 1
+        secret = secrets.token_bytes(32)
+        key = CodeKey(
+            id=key_id,
+            tenant_id=tenant_id,
+            status="current",
+            wrapped_secret=wrap_secret(
+                master_key, key_id=key_id, tenant_id=tenant_id, secret=secret
+            ),
+        )
+        try:
+            with session.begin_nested():
+                session.add(key)
+                session.flush()
+        except IntegrityError:
+            continue  # the random id is taken (or a concurrent rotation won): draw again
+        return key
+    raise ConflictError("could not allocate a key id; the key space is nearly full")
+
+
+def get_current_code_key(session: Session, *, tenant_id: int) -> CodeKey | None:
+    stmt = select(CodeKey).where(CodeKey.tenant_id == tenant_id, CodeKey.status == "current")
+    return session.scalar(stmt)
+
+
+def list_code_keys(session: Session, *, tenant_id: int | None = None) -> Sequence[CodeKey]:
+    stmt = select(CodeKey).order_by(CodeKey.created_at, CodeKey.id)
+    if tenant_id is not None:
+        stmt = stmt.where(CodeKey.tenant_id == tenant_id)
+    return session.scalars(stmt).all()
+
+
+def retire_code_key(session: Session, *, tenant_id: int, key_id: int, reason: str) -> CodeKey:
+    """Retire a key version: every code it made stops verifying."""
+    key = session.get(CodeKey, key_id)
+    if key is None or key.tenant_id != tenant_id:
+        raise NotFoundError(f"no key {key_id} for this tenant", errors={"key_id": "unknown key"})
+    if not reason.strip():
+        raise ValidationFailedError.field("reason", "say why the key is retired")
+    if key.status != "retired":
+        key.status = "retired"
+        key.retired_at = utcnow()
+        key.retired_reason = reason.strip()[:200]
+        session.flush()
+    return key
+
+
+def get_key_secret(session: Session, *, master_key: bytes, key_id: int) -> KeySecret | None:
+    """One key version, unwrapped, as this session sees it (its own uncommitted keys too)."""
+    key = session.get(CodeKey, key_id)
+    if key is None:
+        return None
+    return KeySecret(
+        key_id=key.id,
+        tenant_id=key.tenant_id,
+        status=key.status,
+        secret=unwrap_secret(
+            master_key, key_id=key.id, tenant_id=key.tenant_id, wrapped=key.wrapped_secret
+        ),
+    )
+
+
+def load_key_secrets(session: Session, *, master_key: bytes) -> list[KeySecret]:
+    """Every key version, unwrapped: what an offline verifier keeps in memory."""
+    return [
+        KeySecret(
+            key_id=key.id,
+            tenant_id=key.tenant_id,
+            status=key.status,
+            secret=unwrap_secret(
+                master_key, key_id=key.id, tenant_id=key.tenant_id, wrapped=key.wrapped_secret
+            ),
+        )
+        for key in list_code_keys(session)
+    ]

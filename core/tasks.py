@@ -1,0 +1,104 @@
+"""The Celery app and how work is handed to it.
+
+With ``YIMA_BROKER_URL`` set, tasks go to Celery workers (Redis or RabbitMQ). Without a broker
+(the embedded default) the same task functions run in-process: on a small background thread
+pool for the web server, or inline (``task_mode=inline``) for the CLI and tests. Either way a
+task is dispatched only after the transaction that created its work has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from celery import Celery
+from sqlalchemy.orm import Session
+
+from core.db import after_commit
+from core.runtime import get_runtime
+
+log = logging.getLogger("yima.tasks")
+
+celery_app = Celery("yima")
+celery_app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    accept_content=["json"],
+    result_backend=None,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    imports=["codegen.tasks"],
+    beat_schedule={
+        "resume-stalled-exports": {"task": "codegen.resume_exports", "schedule": 60.0},
+    },
+    timezone="UTC",
+)
+
+
+def configure_celery() -> Celery:
+    """Point the Celery app at this process's broker (called by worker and dispatch)."""
+    settings = get_runtime().settings
+    if settings.broker_url and celery_app.conf.broker_url != settings.broker_url:
+        celery_app.conf.broker_url = settings.broker_url
+        if settings.broker_url.startswith(("redis://", "rediss://")):
+            # An unacknowledged task comes back after this long; resume_exports does not wait.
+            celery_app.conf.broker_transport_options = {"visibility_timeout": 3600}
+    return celery_app
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_pending: set[Future[None]] = set()
+
+
+def _submit(task: Any, args: tuple[Any, ...]) -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="yima-task")
+        future = _pool.submit(_run_logged, task, args)
+        _pending.add(future)
+    future.add_done_callback(_forget)
+
+
+def _forget(future: Future[None]) -> None:
+    with _pool_lock:
+        _pending.discard(future)
+
+
+def _run_logged(task: Any, args: tuple[Any, ...]) -> None:
+    try:
+        task.run(*args)
+    except Exception:
+        log.exception("in-process task %s%r failed", task.name, args)
+
+
+def send_now(task: Any, *args: Any) -> None:
+    """Hand ``task(*args)`` to whatever runs tasks in this process, right away."""
+    mode = get_runtime().settings.resolved_task_mode
+    if mode == "celery":
+        configure_celery()
+        task.apply_async(args=args)
+    elif mode == "thread":
+        _submit(task, args)
+    else:
+        task.run(*args)
+
+
+def dispatch(session: Session, task: Any, *args: Any) -> None:
+    """Send ``task(*args)`` once ``session`` commits (never for rolled-back work)."""
+    after_commit(session, lambda: send_now(task, *args))
+
+
+def wait_for_in_process_tasks() -> None:
+    """Block until in-process tasks, and the tasks they send, are all done."""
+    while True:
+        with _pool_lock:
+            pending = set(_pending)
+        if not pending:
+            return
+        wait(pending)

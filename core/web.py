@@ -1,0 +1,100 @@
+"""What every Yima Flask app shares: the runtime, one unit of work per request, problem+json
+errors, and the ``/healthz`` (alive) and ``/readyz`` (database reachable) probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request
+from sqlalchemy.orm import Session
+from werkzeug.routing import IntegerConverter, Map
+
+from core.config import Settings
+from core.errors import ServiceUnavailableError, ValidationFailedError, register_error_handlers
+from core.runtime import Runtime, get_runtime, set_runtime
+
+
+class IdConverter(IntegerConverter):
+    """``<id:name>``: a row id, 1..2^31-1; anything else is a 404, never a database error."""
+
+    def __init__(self, map: Map, *args: Any, **kwargs: Any) -> None:
+        super().__init__(map, min=1, max=2**31 - 1)
+
+
+def build_app(import_name: str, settings: Settings | None = None) -> Flask:
+    """A Flask app wired to the process runtime (``settings`` overrides the environment)."""
+    if settings is not None:
+        runtime = Runtime(settings)
+        set_runtime(runtime)
+    else:
+        runtime = get_runtime()
+    app = Flask(import_name)
+    app.url_map.converters["id"] = IdConverter
+    app.config["SECRET_KEY"] = runtime.settings.secret_key
+    app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["yima.runtime"] = runtime
+    register_error_handlers(app)
+
+    @app.after_request
+    def _commit(response: Response) -> Response:
+        # Commit before the answer leaves: an answered request is durable.
+        session: Session | None = g.pop("yima_session", None)
+        if session is not None:
+            try:
+                if response.status_code < 400:
+                    session.commit()
+                else:
+                    session.rollback()
+            finally:
+                session.close()
+        return response
+
+    @app.teardown_request
+    def _rollback(_exc: BaseException | None) -> None:
+        session: Session | None = g.pop("yima_session", None)
+        if session is not None:
+            session.rollback()
+            session.close()
+
+    @app.before_request
+    def _refuse_nul_bytes() -> None:
+        # PostgreSQL text cannot hold NUL: refuse it at the door instead of failing later.
+        for name, value in request.args.items(multi=True):
+            if "\x00" in name or "\x00" in value:
+                raise ValidationFailedError.field(name.replace("\x00", ""), "contains a NUL byte")
+
+    @app.get("/healthz")
+    def healthz() -> Any:
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        db = app_runtime().db
+        try:
+            db.ping()
+        except Exception as exc:
+            raise ServiceUnavailableError("the database is not reachable") from exc
+        return jsonify(status="ready", database=db.engine.dialect.name)
+
+    return app
+
+
+def app_runtime() -> Runtime:
+    from flask import current_app
+
+    runtime: Runtime = current_app.extensions["yima.runtime"]
+    return runtime
+
+
+def db_session() -> Session:
+    """This request's session; committed after a successful response, else rolled back."""
+    session: Session | None = g.get("yima_session")
+    if session is None:
+        session = app_runtime().db.sessionmaker()
+        g.yima_session = session
+    return session
+
+
+def client_ip() -> str | None:
+    return request.remote_addr

@@ -1,0 +1,19 @@
+"""Gunicorn settings for either Yima app (``yima.wsgi:scan_app`` or ``yima.wsgi:console_app``).
+
+Sync workers: the apps are short CPU-bound requests against PostgreSQL. ``--bind`` and
+``--workers`` on the command line override these (the one-machine stack does).
+"""
+
+import multiprocessing
+
+bind = "0.0.0.0:8000"
+workers = max(2, multiprocessing.cpu_count())
+worker_class = "sync"
+timeout = 60
+graceful_timeout = 30
+keepalive = 5
+max_requests = 20000
+max_requests_jitter = 2000
+accesslog = "-"
+errorlog = "-"
+forwarded_allow_ips = "*"

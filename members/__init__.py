@@ -1,0 +1,1 @@
+"""Members: identity, points ledger, tiers, redemption, segments (to be built)."""

@@ -1,0 +1,1 @@
+"""Traceability: activation, aggregation, shipments, journeys, EPCIS (to be built)."""

@@ -1,0 +1,1 @@
+"""The composition root: the ``yima`` command and the WSGI entry points."""

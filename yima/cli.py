@@ -1,0 +1,536 @@
+"""The ``yima`` command: set-up, codes, print files, keys, and running the platform.
+
+Each command is one unit of work; errors are printed as ``error: <detail>`` with the field at
+fault, and exit with status 2 (bad input) or 1 (anything else).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.orm import Session
+
+import codegen
+from core import services as core_services
+from core.errors import ValidationFailedError, YimaError
+from core.models import Tenant
+from core.runtime import Runtime, get_runtime
+
+F = TypeVar("F", bound=Callable[..., Any])
+CLI_ACTOR = "cli"
+ROW_ID = click.IntRange(1, 2**31 - 1)
+
+
+def _runtime() -> Runtime:
+    runtime = get_runtime()
+    if runtime.db.is_sqlite:
+        runtime.migrate()  # the embedded default keeps itself up to date
+    return runtime
+
+
+def handle_errors(command: F) -> F:
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except YimaError as exc:
+            click.secho(f"error: {exc.detail}", fg="red", err=True)
+            for field, message in exc.errors.items():
+                if f"{field}: {message}" != exc.detail:
+                    click.secho(f"  {field}: {message}", fg="red", err=True)
+            sys.exit(2 if exc.status < 500 else 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def unit_of_work() -> Iterator[tuple[Runtime, Session]]:
+    runtime = _runtime()
+    with runtime.db.unit_of_work() as session:
+        yield runtime, session
+
+
+def resolve_tenant(session: Session, slug: str | None) -> Tenant:
+    if slug:
+        return core_services.get_tenant_by_slug_or_raise(session, slug)
+    tenants = core_services.list_tenants(session)
+    if len(tenants) == 1:
+        return tenants[0]
+    raise ValidationFailedError.field(
+        "tenant", f"name the tenant with --tenant (there are {len(tenants)})"
+    )
+
+
+tenant_option = click.option("--tenant", "tenant_slug", help="tenant slug (default: the only one)")
+
+
+@click.group()
+@click.version_option(package_name="yima")
+def main() -> None:
+    """Yima (一码): one-thing-one-code platform."""
+
+
+# --- db, tenants, users, API keys ---------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration (SQLite or PostgreSQL, as YIMA_DATABASE_URL says)."""
+    runtime = get_runtime()
+    runtime.migrate()
+    click.echo(f"database at the newest migration ({runtime.db.engine.dialect.name})")
+
+
+@main.group()
+def tenants() -> None:
+    """Brands (tenants)."""
+
+
+@tenants.command("create")
+@click.argument("slug")
+@click.option("--name", required=True)
+@click.option("--scan-host", help="host printed in this brand's codes")
+@handle_errors
+def tenants_create(slug: str, name: str, scan_host: str | None) -> None:
+    with unit_of_work() as (_r, session):
+        tenant = core_services.create_tenant(session, slug=slug, name=name, scan_host=scan_host)
+        click.echo(f"tenant {tenant.slug} created (id {tenant.id})")
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    with unit_of_work() as (_r, session):
+        for tenant in core_services.list_tenants(session):
+            click.echo(f"{tenant.id}\t{tenant.slug}\t{tenant.name}\t{tenant.scan_host or ''}")
+
+
+@main.group()
+def users() -> None:
+    """Console users."""
+
+
+@users.command("create")
+@tenant_option
+@click.option("--email", required=True)
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["admin", "factory_operator", "analyst", "distributor"]),
+)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@handle_errors
+def users_create(tenant_slug: str | None, email: str, role: str, password: str) -> None:
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        user = core_services.create_user(
+            session, tenant_id=tenant.id, email=email, role=role, password=password
+        )
+        click.echo(f"user {user.email} ({user.role}) created")
+
+
+@main.group()
+def apikeys() -> None:
+    """API keys of the management API."""
+
+
+@apikeys.command("create")
+@tenant_option
+@click.option("--name", required=True)
+@click.option(
+    "--role",
+    default="admin",
+    show_default=True,
+    type=click.Choice(["admin", "factory_operator", "analyst", "distributor"]),
+)
+@handle_errors
+def apikeys_create(tenant_slug: str | None, name: str, role: str) -> None:
+    """Create an API key; its secret is printed once."""
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        issued = core_services.create_api_key(session, tenant_id=tenant.id, name=name, role=role)
+        core_services.record_audit(
+            session,
+            tenant_id=tenant.id,
+            actor=CLI_ACTOR,
+            action="apikey.create",
+            target_type="api_key",
+            target_id=issued.key.id,
+            detail={"role": role},
+        )
+    click.echo(issued.token)
+
+
+# --- products and batches -----------------------------------------------------------------
+
+
+@main.group()
+def products() -> None:
+    """Products (SKU, GTIN)."""
+
+
+@products.command("create")
+@tenant_option
+@click.option("--sku", required=True)
+@click.option("--name", required=True)
+@click.option("--gtin", help="GTIN-8/12/13/14; its check digit is validated")
+@click.option("--spec", "specification", default="")
+@click.option("--shelf-life-days", type=int)
+@click.option("--image-url")
+@handle_errors
+def products_create(tenant_slug: str | None, **fields: Any) -> None:
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        product = codegen.create_product(session, tenant_id=tenant.id, **fields)
+        click.echo(f"product {product.id} {product.sku} {product.gtin or ''}".rstrip())
+
+
+@products.command("list")
+@tenant_option
+@handle_errors
+def products_list(tenant_slug: str | None) -> None:
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        after = 0
+        while page := list(
+            codegen.list_products(session, tenant_id=tenant.id, after_id=after, limit=200)
+        ):
+            for p in page:
+                click.echo(f"{p.id}\t{p.sku}\t{p.gtin or '-'}\t{p.name}")
+            after = page[-1].id
+
+
+@main.group()
+def batches() -> None:
+    """Batches and their print files."""
+
+
+@batches.command("create")
+@tenant_option
+@click.option("--sku", help="product SKU")
+@click.option("--product-id", type=ROW_ID)
+@click.option("--lot", required=True)
+@click.option("--quantity", required=True, type=int)
+@click.option(
+    "--form",
+    "url_form",
+    default="short",
+    show_default=True,
+    type=click.Choice(["short", "gs1", "gs1-digsig"]),
+)
+@click.option("--production-date", type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--factory", default="")
+@click.option("--line", default="")
+@handle_errors
+def batches_create(
+    tenant_slug: str | None,
+    sku: str | None,
+    product_id: int | None,
+    production_date: dt.datetime | None,
+    **fields: Any,
+) -> None:
+    """Create a batch: its codes exist from now on (one row, no per-code rows)."""
+    with unit_of_work() as (runtime, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        if product_id is None:
+            if not sku:
+                raise ValidationFailedError.field("sku", "give --sku or --product-id")
+            product_id = codegen.get_product_by_sku_or_raise(
+                session, tenant_id=tenant.id, sku=sku
+            ).id
+        batch = codegen.create_batch(
+            session,
+            runtime=runtime,
+            tenant_id=tenant.id,
+            product_id=product_id,
+            production_date=production_date.date() if production_date else None,
+            **fields,
+        )
+        core_services.record_audit(
+            session,
+            tenant_id=tenant.id,
+            actor=CLI_ACTOR,
+            action="batch.create",
+            target_type="batch",
+            target_id=batch.id,
+            detail={"quantity": batch.quantity},
+        )
+        click.echo(
+            f"batch {batch.id} lot {batch.lot}: {batch.quantity:,} {batch.url_form} codes"
+            f" (key {batch.key_id})"
+        )
+
+
+@batches.command("list")
+@tenant_option
+@handle_errors
+def batches_list(tenant_slug: str | None) -> None:
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        after = 0
+        while page := list(
+            codegen.list_batches(session, tenant_id=tenant.id, after_id=after, limit=200)
+        ):
+            for b in page:
+                click.echo(f"{b.id}\t{b.lot}\t{b.quantity}\t{b.url_form}\t{b.status}")
+            after = page[-1].id
+
+
+@batches.command("export")
+@tenant_option
+@click.argument("batch_id", type=ROW_ID)
+@click.option(
+    "--format", "fmt", required=True, type=click.Choice(["txt", "csv", "png-zip", "svg-zip", "pdf"])
+)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--first", "first_serial", type=int)
+@click.option("--last", "last_serial", type=int)
+@click.option("--password", help="seal the pack in an AES-256 ZIP with this password")
+@click.option("--module-px", type=int)
+@click.option("--quiet-zone", type=int)
+@click.option("--error-correction", type=click.Choice(["L", "M", "Q", "H"]))
+@handle_errors
+def batches_export(
+    tenant_slug: str | None,
+    batch_id: int,
+    fmt: str,
+    out_path: Path,
+    first_serial: int | None,
+    last_serial: int | None,
+    password: str | None,
+    **options: Any,
+) -> None:
+    """Generate a print file (chunked job; progress shown) and copy it to --out."""
+    options = {k: v for k, v in options.items() if v is not None}
+    with unit_of_work() as (runtime, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        export = codegen.create_export(
+            session,
+            runtime=runtime,
+            tenant_id=tenant.id,
+            batch_id=batch_id,
+            fmt=fmt,
+            actor=CLI_ACTOR,
+            options=options,
+            password=password,
+            first_serial=first_serial,
+            last_serial=last_serial,
+        )
+        export_id, total = export.id, export.chunks_total
+    _follow_export(runtime, tenant.id, export_id, total)
+    with unit_of_work() as (runtime, session):
+        sealed, path = codegen.open_export_file(
+            session, runtime=runtime, tenant_id=tenant.id, export_id=export_id, actor=CLI_ACTOR
+        )
+        shutil.copyfile(path, out_path)
+        click.echo(
+            f"{out_path}: {sealed.last_serial - sealed.first_serial + 1:,} codes, "
+            f"{sealed.file_size:,} bytes, sha256 {sealed.sha256}"
+        )
+
+
+def _follow_export(runtime: Runtime, tenant_id: int, export_id: int, total: int) -> None:
+    with click.progressbar(length=total, label=f"export {export_id}", show_pos=True) as bar:
+        shown = 0
+        while True:
+            with runtime.db.sessionmaker() as session:
+                export = codegen.get_export_or_raise(
+                    session, tenant_id=tenant_id, export_id=export_id
+                )
+                done, status, error = export.chunks_done, export.status, export.error
+            bar.update(done - shown)
+            shown = done
+            if status == "done":
+                return
+            if status == "failed":
+                raise YimaError(f"export {export_id} failed: {error}")
+            time.sleep(0.2)
+
+
+# --- verify and keys -----------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("code")
+@handle_errors
+def verify(code: str) -> None:
+    """Verify a code offline: a token, a short URL or a GS1 Digital Link URL."""
+    runtime = _runtime()
+    result = codegen.verify(runtime, code)
+    if isinstance(result, codegen.InvalidToken):
+        click.secho(f"invalid: {result.reason}", fg="red")
+        sys.exit(1)
+    click.secho(
+        f"valid {result.format} code: tenant {result.tenant_id}, batch {result.batch_id}, "
+        f"serial {result.serial}, key {result.key_id}",
+        fg="green",
+    )
+
+
+@main.group()
+def keys() -> None:
+    """Code key versions: list, rotate, retire."""
+
+
+@keys.command("list")
+@tenant_option
+@handle_errors
+def keys_list(tenant_slug: str | None) -> None:
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        for key in core_services.list_code_keys(session, tenant_id=tenant.id):
+            click.echo(
+                f"{key.id}\t{key.status}\t{key.created_at:%Y-%m-%d %H:%M}\t"
+                f"{key.retired_reason or ''}".rstrip()
+            )
+
+
+@keys.command("rotate")
+@tenant_option
+@handle_errors
+def keys_rotate(tenant_slug: str | None) -> None:
+    """Make a new current key; existing batches keep verifying with theirs."""
+    with unit_of_work() as (runtime, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        key_id = codegen.rotate_code_key(session, runtime=runtime, tenant_id=tenant.id)
+        core_services.record_audit(
+            session,
+            tenant_id=tenant.id,
+            actor=CLI_ACTOR,
+            action="key.rotate",
+            target_type="key",
+            target_id=key_id,
+        )
+        click.echo(f"key {key_id} is now current for new batches")
+
+
+@keys.command("retire")
+@tenant_option
+@click.argument("key_id", type=click.IntRange(1, 32767))
+@click.option("--reason", required=True)
+@handle_errors
+def keys_retire(tenant_slug: str | None, key_id: int, reason: str) -> None:
+    """Retire a key: its codes stop verifying and its batches are revoked."""
+    with unit_of_work() as (runtime, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        revoked = codegen.retire_code_key(
+            session, runtime=runtime, tenant_id=tenant.id, key_id=key_id, reason=reason
+        )
+        core_services.record_audit(
+            session,
+            tenant_id=tenant.id,
+            actor=CLI_ACTOR,
+            action="key.retire",
+            target_type="key",
+            target_id=key_id,
+            detail={"reason": reason, "batches_revoked": revoked},
+        )
+        click.echo(f"key {key_id} retired; {revoked} batch(es) revoked")
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+@main.group()
+def jobs() -> None:
+    """Generation jobs (print-file exports)."""
+
+
+@jobs.command("resume")
+def jobs_resume() -> None:
+    """Re-send the unfinished chunks of every open export (after a worker died)."""
+    runtime = _runtime()
+    sent = codegen.resume_exports(runtime)
+    from core.tasks import wait_for_in_process_tasks
+
+    wait_for_in_process_tasks()
+    click.echo(f"{sent} task(s) sent")
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Serve the scan app (/) and the console app (/console) in one process."""
+    from werkzeug.serving import run_simple
+
+    from yima.wsgi import combined_app
+
+    runtime = _runtime()
+    codegen.resume_exports(runtime)
+    click.echo(f"scan app: http://{host}:{port}/   console: http://{host}:{port}/console/")
+    run_simple(host, port, combined_app(), threaded=True, use_reloader=False)
+
+
+@main.command()
+@click.option("--concurrency", "-c", default=2, show_default=True, type=int)
+@click.option("--loglevel", default="INFO", show_default=True)
+@handle_errors
+def worker(concurrency: int, loglevel: str) -> None:
+    """Run a Celery worker (needs YIMA_BROKER_URL)."""
+    from core.tasks import configure_celery
+
+    runtime = get_runtime()
+    if not runtime.settings.broker_url:
+        raise ValidationFailedError.field(
+            "YIMA_BROKER_URL",
+            "set a broker (redis:// or amqp://) to run workers; without one"
+            " tasks run inside 'yima serve'",
+        )
+    app = configure_celery()
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={loglevel}",
+            f"--concurrency={concurrency}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run Celery beat (periodic resumption of stalled jobs)."""
+    from core.tasks import configure_celery
+
+    app = configure_celery()
+    app.start(
+        [
+            "beat",
+            f"--loglevel={loglevel}",
+            f"--schedule={get_runtime().settings.data_dir / 'celerybeat-schedule'}",
+        ]
+    )
+
+
+@main.command()
+@handle_errors
+def demo() -> None:
+    """Create a demo brand, product, batches, API key and print files (idempotent)."""
+    from yima.demo import build_demo
+
+    runtime = _runtime()
+    for line in build_demo(runtime):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
