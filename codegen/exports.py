@@ -53,6 +53,8 @@ from core.runtime import Runtime
 # Codes per chunk for the slower formats: a chunk is a task of tens of seconds at most.
 IMAGE_CHUNK = 50_000
 PDF_CHUNK = 10_000
+# Codes minted and written per step: bounds the memory of a chunk task (~50 MB for CSV).
+WRITE_BLOCK = 131_072
 PASSWORD_KEY_ID = 0  # associated-data slot for wrapped pack passwords
 
 EXTENSIONS = {"txt": "txt", "csv": "csv", "png-zip": "zip", "svg-zip": "zip", "pdf": "pdf"}
@@ -321,7 +323,7 @@ def write_codes(
     if fmt in ("txt", "csv") and batch.url_form == "short":
         key = key_material(runtime, batch.key_id)
         prefix = short_url(host, "").encode()
-        for serials, tokens in lines.iter_short_chunks(key, batch.id, first, last):
+        for serials, tokens in lines.iter_short_chunks(key, batch.id, first, last, WRITE_BLOCK):
             if fmt == "txt":
                 lines.write_txt(out, prefix, tokens)
             else:
@@ -539,6 +541,11 @@ def assemble(runtime: Runtime, export_id: int) -> bool:
             _seal(plain, _plain_name(export), password, final)
         else:
             os.replace(plain, final)
+    except FileNotFoundError:
+        # Parts are deleted only after a file was sealed: a concurrent assembler finished first.
+        if _status(runtime, export_id) == "done":
+            return False
+        raise
     finally:
         plain.unlink(missing_ok=True)
     digest, size = _digest(final)
@@ -561,6 +568,11 @@ def assemble(runtime: Runtime, export_id: int) -> bool:
     for part in parts:
         part.unlink(missing_ok=True)
     return True
+
+
+def _status(runtime: Runtime, export_id: int) -> str | None:
+    with runtime.db.read_only() as session:
+        return session.scalar(select(Export.status).where(Export.id == export_id))
 
 
 def _digest(path: Path) -> tuple[str, int]:
