@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import os
-import platform
 import resource
 import secrets
 import sys
@@ -22,6 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
+from bench.machine import machine
 
 
 def main() -> None:
@@ -75,10 +75,7 @@ def main() -> None:
             assert export.status == "done", export.status
             size = export.file_size or 0
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(
-            f"machine: nproc={os.cpu_count()} cpu={platform.processor() or platform.machine()}"
-            f" loadavg={os.getloadavg()}"
-        )
+        print(f"machine: {machine()}")
         print(
             f"{args.format} export job, {args.n:,} codes, {export.chunks_total} chunks, "
             f"{args.workers} worker(s): {elapsed:.2f} s = {args.n / elapsed:,.0f} codes/s, "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -23,28 +22,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
+from bench.machine import machine
+
 HOST = "yima.example.com"
 CHUNK = 262_144
-
-
-def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import cryptography
-    import numpy
-
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"nproc={os.cpu_count()} cpu={model!r} python={platform.python_version()} "
-        f"numpy={numpy.__version__} cryptography={cryptography.__version__} "
-        f"loadavg=({load})"
-    )
 
 
 def _key() -> Any:

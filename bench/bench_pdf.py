@@ -21,7 +21,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from reportlab.graphics import renderPDF
 from reportlab.graphics.barcode.qr import QrCodeWidget
@@ -29,23 +29,13 @@ from reportlab.graphics.shapes import Drawing
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 
+from bench.machine import cpu_model
 from codegen.print_files.pdf import LabelSheet, write_pdf_labels
 from codegen.print_files.qr import choose_spec
 
 TARGET_S = 30.0
 BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def items(form: str, count: int) -> list[tuple[str, str]]:

@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 import qrcode
 import qrcode.image.svg
 from qrcode import util as qr_util
 
+from bench.machine import cpu_model
 from codegen.print_files.images import (
     render_png,
     render_svg,
@@ -36,17 +37,6 @@ from codegen.print_files.qr import choose_spec, qr_matrix
 TARGET_PER_S = 800
 BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 URLSAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def machine() -> str:

@@ -10,8 +10,6 @@ one block per token, the gs1 format ten (FF1 rounds).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -20,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-import cryptography
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from bench.machine import machine
 from codegen.tokens import (
     KeyMaterial,
     KeyRing,
@@ -40,22 +38,6 @@ from codegen.tokens import (
 
 GTIN = "09506000134352"
 LOT = "LOT-2024"
-
-
-def machine() -> str:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"nproc={os.cpu_count()} cpu={model!r} python={platform.python_version()} "
-        f"numpy={np.__version__} cryptography={cryptography.__version__} loadavg=({load})"
-    )
 
 
 def measure(label: str, items: int, fn: Callable[[], object], repeat: int, unit: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from codegen.errors import BatchRevokedError, ExportNotFoundError, ExportNotReadyError
@@ -657,13 +657,3 @@ def open_export_file(
         ip=ip,
     )
     return export, runtime.settings.export_dir / export.storage_path
-
-
-def count_rows(session: Session) -> int:
-    """Rows in every Yima table (the stateless-issuing check)."""
-    from core.db import Base
-
-    return sum(
-        int(session.scalar(select(func.count()).select_from(table)) or 0)
-        for table in Base.metadata.sorted_tables
-    )

@@ -56,3 +56,15 @@ def make_brand(
         **batch,
     )
     return Brand(tenant.id, slug, token, product.id, made.id)
+
+
+def count_rows(session: Session) -> int:
+    """Rows in every Yima table (the stateless-issuing check)."""
+    from sqlalchemy import func, select
+
+    from core.db import Base
+
+    return sum(
+        int(session.scalar(select(func.count()).select_from(table)) or 0)
+        for table in Base.metadata.sorted_tables
+    )

@@ -4,12 +4,11 @@ import pytest
 from sqlalchemy import event
 
 import codegen
-from codegen.exports import count_rows
 from codegen.tokens import InvalidToken, VerifiedCode
 from core import services as core_services
 from core.errors import NotFoundError, ValidationFailedError
 from core.runtime import Runtime
-from tests.factories import make_brand
+from tests.factories import count_rows, make_brand
 
 
 def test_bad_gtin_check_digit_is_refused_naming_the_field(runtime: Runtime) -> None:
