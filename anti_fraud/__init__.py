@@ -1,1 +1,53 @@
-"""Anti-fraud: verdicts and their signals, alerts, blacklist, rate limits (to be built)."""
+"""Anti-fraud: verdicts and their signals, scan records, geolocation, blacklist, alerts and
+flood control. Other packages use these names only."""
+
+from flask import Blueprint
+
+from anti_fraud.alerts import evaluate_alerts, list_alerts
+from anti_fraud.errors import RateLimitedError, ScanNotFoundError
+from anti_fraud.services import (
+    ScanOutcome,
+    ScanRequest,
+    add_to_blacklist,
+    client_retry_after,
+    get_thresholds,
+    lift_blacklist,
+    list_blacklist,
+    list_code_scans,
+    note_invalid_scan,
+    place_label,
+    record_valid_scan,
+    refine_location,
+    update_thresholds,
+)
+from anti_fraud.verdicts import Thresholds
+
+
+def api_blueprint() -> Blueprint:
+    """The brand-facing anti-fraud API (mounted under /api/v1 by the console)."""
+    from anti_fraud.views import api
+
+    return api
+
+
+__all__ = [
+    "RateLimitedError",
+    "ScanNotFoundError",
+    "ScanOutcome",
+    "ScanRequest",
+    "Thresholds",
+    "add_to_blacklist",
+    "api_blueprint",
+    "client_retry_after",
+    "evaluate_alerts",
+    "get_thresholds",
+    "lift_blacklist",
+    "list_alerts",
+    "list_blacklist",
+    "list_code_scans",
+    "note_invalid_scan",
+    "place_label",
+    "record_valid_scan",
+    "refine_location",
+    "update_thresholds",
+]

@@ -15,6 +15,7 @@ from codegen.exports import (
     write_codes,
 )
 from codegen.services import (
+    CodeContext,
     IssuedCode,
     code_for_serial,
     create_batch,
@@ -27,6 +28,7 @@ from codegen.services import (
     key_ring_cache,
     list_batches,
     list_products,
+    load_code_context,
     retire_code_key,
     rotate_code_key,
     verify,
@@ -35,9 +37,19 @@ from codegen.tokens import (
     InvalidToken,
     Verification,
     VerifiedCode,
+    key_id_of,
     parse_code,
 )
 from core.runtime import Runtime
+
+
+def tenant_of_code(runtime: Runtime, text: str) -> int | None:
+    """The tenant whose key a (possibly forged) code names, if that key exists; no database."""
+    key_id = key_id_of(text)
+    if key_id is None:
+        return None
+    material = key_ring_cache(runtime).ring().get(key_id)
+    return material.tenant_id if material is not None else None
 
 
 def api_blueprint() -> Blueprint:
@@ -55,6 +67,7 @@ def public_keys(runtime: Runtime) -> dict[str, object]:
 
 
 __all__ = [
+    "CodeContext",
     "InvalidToken",
     "IssuedCode",
     "Verification",
@@ -71,9 +84,11 @@ __all__ = [
     "get_product",
     "get_product_by_sku_or_raise",
     "get_product_or_raise",
+    "key_id_of",
     "key_ring_cache",
     "list_batches",
     "list_products",
+    "load_code_context",
     "open_export_file",
     "parse_code",
     "public_keys",
@@ -81,6 +96,7 @@ __all__ = [
     "retire_code_key",
     "rotate_code_key",
     "run_chunk",
+    "tenant_of_code",
     "verify",
     "write_codes",
 ]

@@ -7,6 +7,7 @@ reloads at most every ``keyring_refresh_seconds``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import threading
@@ -42,6 +43,7 @@ from codegen.tokens import (
 )
 from core import services as core_services
 from core.config import MAX_BATCH_QUANTITY
+from core.db import after_commit
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 
@@ -256,17 +258,19 @@ def retire_code_key(
     """
     was_current = core_services.get_current_code_key(session, tenant_id=tenant_id)
     core_services.retire_code_key(session, tenant_id=tenant_id, key_id=key_id, reason=reason)
-    result = session.execute(
+    revoked_ids = session.scalars(
         update(Batch)
         .where(Batch.tenant_id == tenant_id, Batch.key_id == key_id, Batch.status == "active")
         .values(status="revoked", revoked_reason=f"key {key_id} retired: {reason}"[:200])
-    )
+        .returning(Batch.id)
+    ).all()
     if was_current is not None and was_current.id == key_id:
         core_services.create_code_key(
             session, master_key=runtime.settings.master_key_bytes, tenant_id=tenant_id
         )
     key_ring_cache(runtime).invalidate()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    after_commit(session, lambda: forget_code_contexts(runtime, revoked_ids))
+    return len(revoked_ids)
 
 
 class KeyRingCache:
@@ -425,3 +429,101 @@ def published_keys(runtime: Runtime) -> dict[str, object]:
         "signature": "AI 8030: base64url (no padding) of the 64-byte Ed25519 signature",
         "key_id": "first 15 bits of the base64url-decoded serial (AI 21)",
     }
+
+
+# --- code context (the scan path's read of batch and product) ---------------------------------
+
+
+@dataclass(frozen=True)
+class CodeContext:
+    """What a scan needs of a code's batch and product; cached, so a re-scan reads no row."""
+
+    tenant_id: int
+    batch_id: int
+    batch_status: str
+    quantity: int
+    lot: str
+    production_date: str | None
+    factory: str
+    product_name: str
+    sku: str
+    gtin: str | None
+    specification: str
+    image_url: str | None
+    shelf_life_days: int | None
+    timezone: str = "Asia/Shanghai"
+
+
+CONTEXT_LOCAL_TTL = 10.0  # seconds a process trusts its own copy
+CONTEXT_REDIS_TTL = 300  # seconds Redis keeps a shared copy
+_contexts: dict[tuple[int, int], tuple[float, CodeContext]] = {}
+_contexts_lock = threading.Lock()
+
+
+def _context_key(batch_id: int) -> str:
+    return f"yima:batch-context:{batch_id}"
+
+
+def load_code_context(runtime: Runtime, session: Session, batch_id: int) -> CodeContext | None:
+    """The batch and product of a code: process memory, else Redis, else one database read."""
+    import json
+
+    local_key = (id(runtime), batch_id)
+    hit = _contexts.get(local_key)
+    if hit is not None and time.monotonic() - hit[0] < CONTEXT_LOCAL_TTL:
+        return hit[1]
+    redis = runtime.redis
+    context: CodeContext | None = None
+    if redis is not None:
+        try:
+            raw = redis.get(_context_key(batch_id))
+            if raw:
+                context = CodeContext(**json.loads(raw))
+        except Exception:  # Redis only speeds things up; the database answers without it
+            redis = None
+    if context is None:
+        from core.models import Tenant
+
+        row = session.execute(
+            select(Batch, Product, Tenant.timezone)
+            .join(Product, Product.id == Batch.product_id)
+            .join(Tenant, Tenant.id == Batch.tenant_id)
+            .where(Batch.id == batch_id)
+        ).first()
+        if row is None:
+            return None
+        batch, product, timezone = row
+        context = CodeContext(
+            tenant_id=batch.tenant_id,
+            batch_id=batch.id,
+            batch_status=batch.status,
+            quantity=batch.quantity,
+            lot=batch.lot,
+            production_date=batch.production_date.isoformat() if batch.production_date else None,
+            factory=batch.factory,
+            product_name=product.name,
+            sku=product.sku,
+            gtin=product.gtin,
+            specification=product.specification,
+            image_url=product.image_url,
+            shelf_life_days=product.shelf_life_days,
+            timezone=timezone,
+        )
+        if redis is not None:
+            with contextlib.suppress(Exception):  # a cache write that fails costs nothing
+                redis.set(
+                    _context_key(batch_id), json.dumps(context.__dict__), ex=CONTEXT_REDIS_TTL
+                )
+    with _contexts_lock:
+        _contexts[local_key] = (time.monotonic(), context)
+    return context
+
+
+def forget_code_contexts(runtime: Runtime, batch_ids: Sequence[int]) -> None:
+    """Drop cached contexts after a batch changed (revoked, say)."""
+    with _contexts_lock:
+        for batch_id in batch_ids:
+            _contexts.pop((id(runtime), batch_id), None)
+    if runtime.redis is not None and batch_ids:
+        with contextlib.suppress(Exception):  # the copy expires on its own within minutes
+            runtime.redis.delete(*[_context_key(b) for b in batch_ids])

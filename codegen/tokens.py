@@ -820,3 +820,24 @@ def verify_code(ring: KeyRing, text: str) -> Verification:
     return VerifiedCode(
         result.tenant_id, result.batch_id, result.serial, result.key_id, FORMAT_GS1_DIGSIG
     )
+
+
+def key_id_of(text: str) -> int | None:
+    """The key id a code claims (its first 15 bits), without verifying anything; None when the
+    text is not shaped like a code. For attributing invalid scans to a tenant."""
+    try:
+        parsed = parse_code(text)
+    except ValueError:
+        return None
+    if parsed.token is not None:
+        head = parsed.token[:3].upper()
+        if len(head) != 3 or any(c not in _B32_ALPHABET for c in head):
+            return None
+        value = 0
+        for c in head:
+            value = value * 32 + _B32_ALPHABET.index(c)
+        return value or None
+    raw = _decode_b64url(parsed.serial or "", 15)
+    if raw is None:
+        return None
+    return (int.from_bytes(raw[:2], "big") >> 1) or None

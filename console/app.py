@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
+import anti_fraud
 import codegen
 from core.config import Settings
 from core.openapi import build_spec, operation
@@ -17,6 +18,7 @@ API_PREFIX = "/api/v1"
 def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
     app.register_blueprint(codegen.api_blueprint(), url_prefix=API_PREFIX)
+    app.register_blueprint(anti_fraud.api_blueprint(), url_prefix=API_PREFIX)
 
     @app.get(f"{API_PREFIX}/openapi.json")
     @operation("This OpenAPI document", tag="meta")

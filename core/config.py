@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     export_chunk_size: int = Field(default=1_000_000, ge=1_000, le=10_000_000)
     keyring_refresh_seconds: float = Field(default=30.0, ge=0.0)
     task_mode: Literal["auto", "celery", "thread", "inline"] = "auto"
+    # Floods of codes that fail verification: per client, per minute, then 429 / a calm page.
+    invalid_scans_per_ip_per_minute: int = Field(default=30, ge=1, le=1_000_000)
+    invalid_scans_per_device_per_minute: int = Field(default=20, ge=1, le=1_000_000)
 
     @field_validator("scan_host")
     @classmethod

@@ -15,7 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event, insert, text
+from sqlalchemy import (
+    DateTime,
+    Engine,
+    MetaData,
+    create_engine,
+    event,
+    insert,
+    literal_column,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -66,6 +75,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 40)
+        kwargs.setdefault("pool_timeout", 60)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
         )
@@ -75,7 +87,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             # Let SQLAlchemy, not pysqlite, decide when a transaction begins.
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            # WAL is a property of the file: switch once (switching takes a lock).
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
@@ -92,8 +106,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
+    # A sync worker needs one or two connections; threads beyond that queue for one rather
+    # than exhaust the server's max_connections.
+    kwargs.setdefault("pool_size", 5)
+    kwargs.setdefault("max_overflow", 10)
     return create_engine(url, **kwargs)
 
 
@@ -185,5 +201,5 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
         stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
     else:  # pragma: no cover - other dialects are not supported
         stmt = insert(table).values(**values)
-    result = session.execute(stmt)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    # RETURNING says whether a row went in (rowcount is -1 when the driver returns rows).
+    return session.execute(stmt.returning(literal_column("1"))).first() is not None

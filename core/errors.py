@@ -93,12 +93,30 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     return response
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """True for a database that cannot be reached or is busy (not for a bad statement)."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    # SQLite reports statement errors ("no such column") as OperationalError too.
+    text = str(exc.orig).lower()
+    return "no such" not in text and "syntax error" not in text
+
+
 def register_error_handlers(app: Flask) -> None:
     """Every error of ``app`` answers problem+json."""
 
     @app.errorhandler(YimaError)
     def _yima_error(exc: YimaError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
         return problem_response(exc.to_problem(), headers)
 
     @app.errorhandler(HTTPException)
@@ -118,12 +136,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        from sqlalchemy.exc import DBAPIError, OperationalError
-
-        if (
-            isinstance(exc, OperationalError | DBAPIError)
-            and getattr(exc, "connection_invalidated", False)
-        ) or isinstance(exc, OperationalError):
+        if database_unavailable(exc):
             log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
             return problem_response(
                 ServiceUnavailableError("the database is unavailable; retry shortly").to_problem(),

@@ -31,9 +31,14 @@ celery_app.conf.update(
     result_backend=None,
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
-    imports=["codegen.tasks"],
+    imports=["codegen.tasks", "anti_fraud.tasks"],
     beat_schedule={
         "resume-stalled-exports": {"task": "codegen.resume_exports", "schedule": 60.0},
+        "evaluate-alerts": {"task": "anti_fraud.evaluate_alerts", "schedule": 60.0},
+        "ensure-scan-partitions": {
+            "task": "anti_fraud.ensure_scan_partitions",
+            "schedule": 6 * 3600.0,
+        },
     },
     timezone="UTC",
 )
@@ -92,6 +97,27 @@ def send_now(task: Any, *args: Any) -> None:
 def dispatch(session: Session, task: Any, *args: Any) -> None:
     """Send ``task(*args)`` once ``session`` commits (never for rolled-back work)."""
     after_commit(session, lambda: send_now(task, *args))
+
+
+def start_in_process_beat() -> threading.Thread:
+    """Without Celery beat (the embedded default), send the periodic tasks from a thread."""
+
+    def loop() -> None:
+        import time
+
+        celery_app.loader.import_default_modules()
+        due = {name: 0.0 for name in celery_app.conf.beat_schedule}
+        while True:
+            now = time.monotonic()
+            for name, entry in celery_app.conf.beat_schedule.items():
+                if now >= due[name]:
+                    due[name] = now + float(entry["schedule"])
+                    send_now(celery_app.tasks[entry["task"]])
+            time.sleep(1.0)
+
+    thread = threading.Thread(target=loop, name="yima-beat", daemon=True)
+    thread.start()
+    return thread
 
 
 def wait_for_in_process_tasks() -> None:

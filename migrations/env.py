@@ -6,7 +6,8 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
-import codegen.models  # noqa: F401  (registers the tables)
+import anti_fraud.models  # noqa: F401  (registers the tables)
+import codegen.models  # noqa: F401
 import core.models  # noqa: F401
 from core.db import Base
 

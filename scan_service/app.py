@@ -1,51 +1,227 @@
-"""The consumer-facing scan app: code pages, and the published keys of signed GS1 codes."""
+"""The consumer-facing scan app: the scan page, the scan API and the published keys.
+
+Thin: read the request into an :class:`anti_fraud.ScanRequest`, call the orchestrator, render.
+The page is server-rendered and small (no framework download), Chinese by default, English by
+Accept-Language or ``?lang=en``; its one inline script asks for the phone's location, with
+consent, to refine the verdict.
+"""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
 
+import anti_fraud
 import codegen
 from core.config import Settings
+from core.openapi import build_spec, operation, parse_body
 from core.web import app_runtime, build_app, db_session
-from scan_service.orchestrator import scan
+from scan_service import schemas
+from scan_service.orchestrator import ScanAnswer, scan
+from scan_service.texts import RATE_LIMITED, first_scan_sentence, verdict_text
 
-VERDICT_TEXT = {
-    "genuine": ("正品", "Genuine", "此商品为品牌正品。", "This item is genuine."),
-    "counterfeit": (
-        "无法验证",
-        "Not verified",
-        "此码无法通过验证，商品可能为假冒，请谨慎购买。",
-        "This code failed verification; the item may be counterfeit.",
-    ),
-}
+DEVICE_COOKIE = "yima_d"
+LANG_COOKIE = "yima_lang"
+API_PREFIX = "/api/v1"
+
+
+def _lang() -> str:
+    chosen = request.args.get("lang") or request.cookies.get(LANG_COOKIE)
+    if chosen in ("zh", "en"):
+        return chosen
+    return "en" if request.accept_languages.best_match(["zh", "en"]) == "en" else "zh"
+
+
+def _place_label(place: dict[str, Any] | None, lang: str) -> str | None:
+    if not place:
+        return None
+    return anti_fraud.place_label(place, lang)
+
+
+def _scan_request(
+    code: str,
+    *,
+    device: str | None,
+    lat: float | None = None,
+    lon: float | None = None,
+    accuracy_m: float | None = None,
+) -> anti_fraud.ScanRequest:
+    return anti_fraud.ScanRequest(
+        code=code,
+        ip=request.remote_addr,
+        device=device,
+        user_agent=request.headers.get("User-Agent", "")[:300],
+        lat=lat,
+        lon=lon,
+        accuracy_m=accuracy_m,
+    )
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
 
-    def answer(code: str) -> Any:
-        result = scan(db_session(), app_runtime(), code)
-        english = request.accept_languages.best_match(["zh", "en"]) == "en"
-        texts = VERDICT_TEXT[result.verdict]
-        status = 200
-        return render_template(
-            "scan.html",
-            result=result,
-            english=english,
-            title=texts[1] if english else texts[0],
-            message=texts[3] if english else texts[2],
-        ), status
+    def page(code: str) -> Response:
+        lang = _lang()
+        device = request.cookies.get(DEVICE_COOKIE)
+        if not device or len(device) != 32 or not device.isalnum():
+            device = None
+        new_device = device or secrets.token_hex(16)
+        try:
+            answer = scan(db_session(), app_runtime(), _scan_request(code, device=new_device))
+        except anti_fraud.RateLimitedError as limited:
+            title, message = RATE_LIMITED[lang]
+            response = make_response(
+                render_template(
+                    "limited.html",
+                    lang=lang,
+                    title=title,
+                    message=message.format(s=limited.retry_after),
+                ),
+                429,
+            )
+            response.headers["Retry-After"] = str(limited.retry_after)
+            return response
+        title, message = verdict_text(answer.verdict, lang)
+        first = None
+        if answer.first_scan_at is not None and answer.scan_count > 1:
+            first = first_scan_sentence(
+                answer.first_scan_at,
+                _place_label(answer.first_place, lang),
+                answer.scan_count,
+                answer.timezone,
+                lang,
+            )
+        nonce = secrets.token_urlsafe(12)
+        response = make_response(
+            render_template(
+                "scan.html",
+                answer=answer,
+                lang=lang,
+                title=title,
+                message=message,
+                first_scan=first,
+                nonce=nonce,
+                api=request.script_root + API_PREFIX,
+            )
+        )
+        response.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+            f"script-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; "
+            "form-action 'self'; frame-ancestors 'none'"
+        )
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if device is None:
+            response.set_cookie(
+                DEVICE_COOKIE,
+                new_device,
+                max_age=2 * 365 * 86400,
+                httponly=True,
+                samesite="Lax",
+                secure=request.is_secure,
+            )
+        if request.args.get("lang") in ("zh", "en"):
+            response.set_cookie(
+                LANG_COOKIE, lang, max_age=365 * 86400, samesite="Lax", secure=request.is_secure
+            )
+        return response
 
     @app.get("/c/<path:token>")
     @app.get("/C/<path:token>")
-    def short_code(token: str) -> Any:
-        return answer(token[:200])
+    def short_code(token: str) -> Response:
+        return page(token[:200])
 
     @app.get("/01/<gtin>/10/<lot>/21/<serial>")
-    def gs1_code(gtin: str, lot: str, serial: str) -> Any:
-        return answer(request.url[:2048])
+    def gs1_code(gtin: str, lot: str, serial: str) -> Response:
+        return page(request.url[:2048])
+
+    def answer_json(answer: ScanAnswer, lang: str) -> dict[str, Any]:
+        _title, message = verdict_text(answer.verdict, lang)
+        first = None
+        if answer.first_scan_at is not None:
+            place = answer.first_place or {}
+            first = schemas.FirstScanOut(
+                at=answer.first_scan_at,
+                place=schemas.PlaceOut(**_public_place(place), label=_place_label(place, lang))
+                if place
+                else None,
+            )
+        product = (
+            schemas.ProductOut(**answer.product.__dict__) if answer.product is not None else None
+        )
+        return schemas.ScanOut(
+            verdict=answer.verdict,
+            message=message,
+            scan_id=answer.scan_id,
+            scan_count=answer.scan_count,
+            first_scan=first,
+            product=product,
+            lot=answer.lot,
+            production_date=answer.production_date,
+        ).model_dump(mode="json")
+
+    @app.post(f"{API_PREFIX}/scans")
+    @operation(
+        "Scan a code: the verdict, first scan, counts and product",
+        tag="scans",
+        body=schemas.ScanIn,
+        response=schemas.ScanOut,
+        errors=(415, 429),
+    )
+    def api_scan() -> Any:
+        body = parse_body(schemas.ScanIn)
+        answer = scan(
+            db_session(),
+            app_runtime(),
+            _scan_request(
+                body.code,
+                device=body.device_id,
+                lat=body.lat,
+                lon=body.lon,
+                accuracy_m=body.accuracy_m,
+            ),
+        )
+        return answer_json(answer, _lang())
+
+    @app.post(f"{API_PREFIX}/scans/<scan_id>/location")
+    @operation(
+        "Refine a scan just made with the phone's location (with consent)",
+        tag="scans",
+        body=schemas.LocationIn,
+        response=schemas.LocationOut,
+        errors=(415,),
+    )
+    def api_location(scan_id: str) -> Any:
+        body = parse_body(schemas.LocationIn)
+        verdict, _signals, place = anti_fraud.refine_location(
+            db_session(),
+            app_runtime(),
+            public_id=scan_id[:64],
+            lat=body.lat,
+            lon=body.lon,
+            accuracy_m=body.accuracy_m,
+        )
+        lang = _lang()
+        title, message = verdict_text(verdict, lang)
+        return schemas.LocationOut(
+            verdict=verdict,
+            title=title,
+            message=message,
+            place=schemas.PlaceOut(**_public_place(place), label=_place_label(place, lang)),
+        ).model_dump(mode="json")
+
+    @app.get(f"{API_PREFIX}/openapi.json")
+    @operation("This OpenAPI document", tag="meta")
+    def openapi() -> Any:
+        spec = build_spec(app, title="Yima scan API", version="1", prefix=API_PREFIX)
+        for path in spec["paths"].values():  # the scan API needs no key
+            for entry in path.values():
+                entry["security"] = []
+        spec["servers"] = [{"url": request.script_root or "/"}]
+        return jsonify(spec)
 
     @app.get("/.well-known/yima/keys.json")
     def published_keys() -> Any:
@@ -55,3 +231,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         return response
 
     return app
+
+
+def _public_place(place: dict[str, Any]) -> dict[str, Any]:
+    # Coordinates stay with the brand; the consumer sees the region.
+    return {
+        k: place.get(k)
+        for k in ("country", "province", "city", "source", "precision")
+        if place.get(k) is not None
+    }

@@ -1,8 +1,9 @@
 """The scan orchestrator: one function that reads top to bottom.
 
-verify the code offline → load the code's state → verdict → answer. Later capabilities plug
-their steps in here (anti-fraud signals and the scan record, the journey, points, the draw)
-without reshaping it. A bad code is a verdict, never an error.
+flood check → verify the code offline → load the code's state → verdict and record → answer.
+Each step is a call into its domain; later capabilities add theirs (journey, points, draw) at the
+marked place without reshaping it. A bad code is a verdict, never an error; a flooding client
+gets :class:`anti_fraud.RateLimitedError`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
+import anti_fraud
 import codegen
 from core.runtime import Runtime
 
@@ -27,41 +29,81 @@ class ProductView:
 
 @dataclass(frozen=True)
 class ScanAnswer:
-    verdict: str  # genuine | counterfeit (suspicious / already_verified arrive with anti_fraud)
-    reason: str | None = None
+    """What the consumer is told (signals and reasons stay with the brand)."""
+
+    verdict: str
     product: ProductView | None = None
     lot: str | None = None
-    production_date: dt.date | None = None
-    serial: int | None = None
+    production_date: str | None = None
+    scan_id: str | None = None
+    first_scan_at: dt.datetime | None = None
+    first_place: dict[str, object] | None = None
+    scan_count: int = 0
+    timezone: str = "Asia/Shanghai"
+    # For the brand and the logs only, never rendered to a consumer:
+    reason: str | None = None
+    signals: tuple[str, ...] = ()
 
 
-def scan(session: Session, runtime: Runtime, code: str) -> ScanAnswer:
-    """Answer one scan of ``code`` (a token, short URL or GS1 Digital Link URL)."""
-    # 1. Verify from the code alone: a forged code never reaches the database.
-    verification = codegen.verify(runtime, code)
+def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) -> ScanAnswer:
+    """Answer one scan; a valid scan is recorded in ``session`` (committed before the answer)."""
+    # 1. A client flooding us with bad codes waits (Redis windows; memory without Redis).
+    wait = anti_fraud.client_retry_after(runtime, request)
+    if wait:
+        raise anti_fraud.RateLimitedError(wait)
+
+    # 2. Verify from the code alone: a forged code never reaches the database.
+    verification = codegen.verify(runtime, request.code)
     if isinstance(verification, codegen.InvalidToken):
-        return ScanAnswer(verdict="counterfeit", reason=verification.reason)
-    # 2. Load the code's state.
-    batch = codegen.get_batch(
-        session, tenant_id=verification.tenant_id, batch_id=verification.batch_id
-    )
-    if batch is None or verification.serial > batch.quantity:
-        return ScanAnswer(verdict="counterfeit", reason="unknown_code")
-    if batch.status != "active":
-        return ScanAnswer(verdict="counterfeit", reason="revoked_batch")
-    product = codegen.get_product(session, tenant_id=batch.tenant_id, product_id=batch.product_id)
-    assert product is not None
-    # 3. Verdict, 4. record, 5. trace, points and draw: filled in by later capabilities.
-    return ScanAnswer(
-        verdict="genuine",
-        product=ProductView(
-            name=product.name,
-            sku=product.sku,
-            gtin=product.gtin,
-            specification=product.specification,
-            image_url=product.image_url,
-        ),
-        lot=batch.lot,
-        production_date=batch.production_date,
+        return _counterfeit(runtime, request, verification.reason)
+
+    # 3. Load the code's state: batch and product, cached.
+    context = codegen.load_code_context(runtime, session, verification.batch_id)
+    if (
+        context is None
+        or context.tenant_id != verification.tenant_id
+        or verification.serial > context.quantity
+    ):
+        return _counterfeit(runtime, request, "unknown_code", verification.tenant_id)
+    if context.batch_status != "active":
+        return _counterfeit(runtime, request, "revoked_batch", verification.tenant_id)
+
+    # 4. Count, judge and record the scan (first scan decided by the database).
+    outcome = anti_fraud.record_valid_scan(
+        session,
+        runtime,
+        tenant_id=context.tenant_id,
+        batch_id=context.batch_id,
         serial=verification.serial,
+        request=request,
     )
+
+    # 5. Journey, points and the draw plug in here.
+
+    return ScanAnswer(
+        verdict=outcome.verdict,
+        product=ProductView(
+            name=context.product_name,
+            sku=context.sku,
+            gtin=context.gtin,
+            specification=context.specification,
+            image_url=context.image_url,
+        ),
+        lot=context.lot,
+        production_date=context.production_date,
+        scan_id=outcome.scan_id,
+        first_scan_at=outcome.first_scan_at,
+        first_place=outcome.first_place,
+        scan_count=outcome.scan_count,
+        timezone=context.timezone,
+        signals=outcome.signals,
+    )
+
+
+def _counterfeit(
+    runtime: Runtime, request: anti_fraud.ScanRequest, reason: str, tenant_id: int | None = None
+) -> ScanAnswer:
+    if tenant_id is None:
+        tenant_id = codegen.tenant_of_code(runtime, request.code)
+    anti_fraud.note_invalid_scan(runtime, request, reason=reason, tenant_id=tenant_id)
+    return ScanAnswer(verdict="counterfeit", reason=reason)

@@ -51,7 +51,9 @@ def _database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     urls = {"sqlite": f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'yima.db'}"}
     admin = None
     if PG_URL:
-        admin = create_engine(pg_url_with_schema(PG_URL, "public"), isolation_level="AUTOCOMMIT")
+        admin = create_engine(
+            pg_url_with_schema(PG_URL, "public"), isolation_level="AUTOCOMMIT", pool_pre_ping=True
+        )  # survives the PostgreSQL restart test
         with admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
             conn.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))

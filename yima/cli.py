@@ -474,6 +474,10 @@ def serve(host: str, port: int) -> None:
 
     runtime = _runtime()
     codegen.resume_exports(runtime)
+    if runtime.settings.resolved_task_mode != "celery":
+        from core.tasks import start_in_process_beat
+
+        start_in_process_beat()  # periodic tasks (alerts, resumption) without Celery beat
     click.echo(f"scan app: http://{host}:{port}/   console: http://{host}:{port}/console/")
     run_simple(host, port, combined_app(), threaded=True, use_reloader=False)
 

@@ -1,0 +1,176 @@
+"""Anti-fraud tables: scans, per-code state, devices seen per code, blacklist, alerts, settings.
+
+Per-code rows exist only for codes that were scanned (issuing stays stateless). The scan table is
+partitioned by month on PostgreSQL (see the migration) and a plain table on SQLite.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, UTCDateTime, utcnow
+from core.models import BigId
+
+VERDICTS = ("genuine", "already_verified", "suspicious", "counterfeit")
+IP_MODES = ("full", "truncated", "hashed")
+BLACKLIST_REASONS = (
+    "counterfeit_detected",
+    "max_scan_count_exceeded",
+    "cloned",
+    "stolen",
+    "misprint",
+    "damaged",
+    "recalled",
+    "key_compromised",
+    "other",
+)
+ALERT_KINDS = ("forged_cluster_ip", "forged_cluster_region", "clone_suspected", "auto_blacklisted")
+
+
+class TenantSettings(Base):
+    """A tenant's anti-fraud thresholds and privacy choices (defaults when absent)."""
+
+    __tablename__ = "anti_fraud_settings"
+    __table_args__ = (CheckConstraint(f"ip_storage IN {IP_MODES!r}", name="ip_storage"),)
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("core_tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    clone_device_threshold: Mapped[int] = mapped_column(Integer, default=5)
+    auto_blacklist_device_threshold: Mapped[int] = mapped_column(Integer, default=20)
+    max_travel_speed_kmh: Mapped[float] = mapped_column(Float, default=900.0)
+    ip_storage: Mapped[str] = mapped_column(String(16), default="truncated")
+    require_activation: Mapped[bool] = mapped_column(Boolean, default=False)
+    forged_cluster_threshold: Mapped[int] = mapped_column(Integer, default=20)
+    forged_window_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CodeState(Base):
+    """What is known of one scanned code: its first scan, counts and last located scan."""
+
+    __tablename__ = "anti_fraud_code_states"
+    __table_args__ = (
+        Index("ix_anti_fraud_code_states_tenant_first", "tenant_id", "first_scan_at"),
+    )
+
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    first_scan_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    first_device: Mapped[str] = mapped_column(String(64))
+    first_place: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    scan_count: Mapped[int] = mapped_column(Integer, default=1)
+    device_count: Mapped[int] = mapped_column(Integer, default=1)
+    last_scan_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # The last scan that had coordinates, and the one before it (impossible-travel check).
+    last_lat: Mapped[float | None] = mapped_column(Float)
+    last_lon: Mapped[float | None] = mapped_column(Float)
+    last_located_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    prev_lat: Mapped[float | None] = mapped_column(Float)
+    prev_lon: Mapped[float | None] = mapped_column(Float)
+    prev_located_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class CodeDevice(Base):
+    """One row per (code, device) ever seen: counts distinct sessions exactly, once each."""
+
+    __tablename__ = "anti_fraud_code_devices"
+
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Scan(Base):
+    """Every scan answered, valid or not. On PostgreSQL: partitioned by month on scanned_at."""
+
+    __tablename__ = "anti_fraud_scans"
+    __table_args__ = (
+        CheckConstraint(f"verdict IN {VERDICTS!r}", name="verdict"),
+        Index("ix_anti_fraud_scans_code", "batch_id", "serial", "scanned_at"),
+        Index("ix_anti_fraud_scans_tenant_at", "tenant_id", "scanned_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scanned_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
+    batch_id: Mapped[int | None] = mapped_column(BigInteger)
+    serial: Mapped[int | None] = mapped_column(BigInteger)
+    # For a code that failed verification: a keyed hash of what was scanned, and why.
+    token_hash: Mapped[str | None] = mapped_column(String(64))
+    invalid_reason: Mapped[str | None] = mapped_column(String(32))
+    verdict: Mapped[str] = mapped_column(String(20))
+    signals: Mapped[list[str]] = mapped_column(JSON, default=list)
+    device: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    country: Mapped[str | None] = mapped_column(String(2))
+    province: Mapped[str | None] = mapped_column(String(64))
+    city: Mapped[str | None] = mapped_column(String(64))
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    place_source: Mapped[str] = mapped_column(String(8), default="none")
+    place_precision: Mapped[str] = mapped_column(String(16), default="unknown")
+
+
+class BlacklistEntry(Base):
+    """A blacklisted code or range of serials of one batch, with its reason; never deleted:
+    un-blacklisting records who lifted it, when and why."""
+
+    __tablename__ = "anti_fraud_blacklist"
+    __table_args__ = (
+        CheckConstraint(f"reason IN {BLACKLIST_REASONS!r}", name="reason"),
+        CheckConstraint("first_serial <= last_serial", name="range"),
+        Index("ix_anti_fraud_blacklist_batch", "batch_id", "first_serial", "last_serial"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("core_tenants.id", ondelete="CASCADE"))
+    batch_id: Mapped[int] = mapped_column(BigInteger)
+    first_serial: Mapped[int] = mapped_column(BigInteger)
+    last_serial: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(String(500), default="")
+    source: Mapped[str] = mapped_column(String(16), default="manual")  # manual | auto
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+    lifted_reason: Mapped[str | None] = mapped_column(String(500))
+
+
+class Alert(Base):
+    """Something the brand should look at. ``dedupe_key`` makes raising an alert idempotent."""
+
+    __tablename__ = "anti_fraud_alerts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "dedupe_key"),
+        CheckConstraint(f"kind IN {ALERT_KINDS!r}", name="kind"),
+        Index("ix_anti_fraud_alerts_tenant", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("core_tenants.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(200))
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,118 @@
+"""Request and response shapes of the brand-facing anti-fraud API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from anti_fraud.models import Alert, BlacklistEntry, Scan
+
+Reason = Literal[
+    "counterfeit_detected",
+    "max_scan_count_exceeded",
+    "cloned",
+    "stolen",
+    "misprint",
+    "damaged",
+    "recalled",
+    "key_compromised",
+    "other",
+]
+
+
+class BlacklistIn(BaseModel):
+    """A code (its URL or token) or a range of serials of one batch."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str | None = Field(default=None, min_length=1, max_length=2048)
+    batch_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    first_serial: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    last_serial: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    reason: Reason
+    note: str = Field(default="", max_length=500)
+
+
+class LiftIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class BlacklistOut(BaseModel):
+    id: int
+    batch_id: int
+    first_serial: int
+    last_serial: int
+    reason: str
+    note: str
+    source: str
+    created_by: str
+    created_at: dt.datetime
+    lifted_at: dt.datetime | None
+    lifted_by: str | None
+    lifted_reason: str | None
+
+    @classmethod
+    def of(cls, entry: BlacklistEntry) -> BlacklistOut:
+        return cls.model_validate(entry, from_attributes=True)
+
+
+class BlacklistPage(BaseModel):
+    items: list[BlacklistOut]
+    next_after: int | None
+
+
+class AlertOut(BaseModel):
+    id: int
+    kind: str
+    subject: str
+    count: int
+    detail: dict[str, Any]
+    status: str
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertOut:
+        return cls.model_validate(alert, from_attributes=True)
+
+
+class AlertPage(BaseModel):
+    items: list[AlertOut]
+    next_after: int | None
+
+
+class SettingsIO(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clone_device_threshold: int | None = Field(default=None, ge=1, le=1_000_000)
+    auto_blacklist_device_threshold: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_travel_speed_kmh: float | None = Field(default=None, ge=10, le=100_000)
+    require_activation: bool | None = None
+    ip_storage: Literal["full", "truncated", "hashed"] | None = None
+    forged_cluster_threshold: int | None = Field(default=None, ge=1, le=1_000_000)
+    forged_window_minutes: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class ScanRecordOut(BaseModel):
+    scanned_at: dt.datetime
+    verdict: str
+    signals: list[str]
+    country: str | None
+    province: str | None
+    city: str | None
+    place_source: str
+    place_precision: str
+    ip: str | None
+
+    @classmethod
+    def of(cls, scan: Scan) -> ScanRecordOut:
+        return cls.model_validate(scan, from_attributes=True)
+
+
+class CodeScansOut(BaseModel):
+    batch_id: int
+    serial: int
+    items: list[ScanRecordOut]

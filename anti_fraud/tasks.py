@@ -1,0 +1,20 @@
+"""Celery tasks of anti-fraud: thin, idempotent, acknowledged late."""
+
+from __future__ import annotations
+
+from anti_fraud import alerts
+from anti_fraud.partitions import ensure_partitions
+from core.db import utcnow
+from core.runtime import get_runtime
+from core.tasks import celery_app
+
+
+@celery_app.task(name="anti_fraud.evaluate_alerts", acks_late=True)
+def evaluate_alerts() -> int:
+    return alerts.evaluate_alerts(get_runtime())
+
+
+@celery_app.task(name="anti_fraud.ensure_scan_partitions", acks_late=True)
+def ensure_scan_partitions() -> int:
+    with get_runtime().db.engine.begin() as conn:
+        return len(ensure_partitions(conn, around=utcnow(), months_before=0, months_ahead=3))

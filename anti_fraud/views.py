@@ -1,0 +1,230 @@
+"""The brand-facing anti-fraud API: alerts, blacklist, thresholds, a code's scan history."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from flask import Blueprint, request
+
+import codegen
+from anti_fraud import alerts, schemas, services
+from core import services as core_services
+from core.auth import current_principal, requires
+from core.errors import ValidationFailedError
+from core.openapi import PAGINATION, operation, page_args, parse_body, query_int
+from core.web import app_runtime, client_ip, db_session
+
+api = Blueprint("anti_fraud_api", __name__)
+
+
+def _next(items: list[Any], limit: int) -> int | None:
+    return items[-1].id if len(items) == limit else None
+
+
+def _code_identity(code: str, tenant_id: int) -> tuple[int, int]:
+    result = codegen.verify(app_runtime(), code)
+    if isinstance(result, codegen.InvalidToken) or result.tenant_id != tenant_id:
+        raise ValidationFailedError.field("code", "not a valid code of this brand")
+    return result.batch_id, result.serial
+
+
+@api.get("/alerts")
+@operation(
+    "List alerts (forged-code clusters, clone suspicions, auto-blacklists)",
+    tag="anti-fraud",
+    response=schemas.AlertPage,
+    query={**PAGINATION, "kind": {"type": "string"}, "status": {"type": "string"}},
+)
+@requires("read")
+def list_alerts() -> Any:
+    limit, after = page_args()
+    items = list(
+        alerts.list_alerts(
+            db_session(),
+            tenant_id=current_principal().tenant_id,
+            after_id=after,
+            limit=limit,
+            kind=request.args.get("kind"),
+            status=request.args.get("status"),
+        )
+    )
+    return schemas.AlertPage(
+        items=[schemas.AlertOut.of(a) for a in items], next_after=_next(items, limit)
+    ).model_dump(mode="json")
+
+
+@api.get("/blacklist")
+@operation(
+    "List blacklist entries",
+    tag="anti-fraud",
+    response=schemas.BlacklistPage,
+    query={
+        **PAGINATION,
+        "batch_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+        "active": {"type": "boolean"},
+    },
+)
+@requires("read")
+def list_blacklist() -> Any:
+    limit, after = page_args()
+    active_arg = request.args.get("active")
+    active = None if active_arg is None else active_arg.lower() in ("1", "true", "yes")
+    items = list(
+        services.list_blacklist(
+            db_session(),
+            tenant_id=current_principal().tenant_id,
+            after_id=after,
+            limit=limit,
+            batch_id=query_int("batch_id", low=1),
+            active=active,
+        )
+    )
+    return schemas.BlacklistPage(
+        items=[schemas.BlacklistOut.of(e) for e in items], next_after=_next(items, limit)
+    ).model_dump(mode="json")
+
+
+@api.post("/blacklist")
+@operation(
+    "Blacklist a code or a range of serials, with a reason",
+    tag="anti-fraud",
+    body=schemas.BlacklistIn,
+    response=schemas.BlacklistOut,
+    status=201,
+    errors=(415,),
+)
+@requires("write")
+def add_blacklist() -> Any:
+    body = parse_body(schemas.BlacklistIn)
+    principal = current_principal()
+    session = db_session()
+    if body.code is not None:
+        batch_id, first = _code_identity(body.code, principal.tenant_id)
+        last = first
+    else:
+        if body.batch_id is None or body.first_serial is None:
+            raise ValidationFailedError.field("code", "give a code, or batch_id and first_serial")
+        batch = codegen.get_batch_or_raise(
+            session, tenant_id=principal.tenant_id, batch_id=body.batch_id
+        )
+        batch_id, first = batch.id, body.first_serial
+        last = body.last_serial or first
+        if last > batch.quantity:
+            raise ValidationFailedError.field("last_serial", f"the batch ends at {batch.quantity}")
+    entry = services.add_to_blacklist(
+        session,
+        tenant_id=principal.tenant_id,
+        batch_id=batch_id,
+        first_serial=first,
+        last_serial=last,
+        reason=body.reason,
+        note=body.note,
+        actor=principal.actor,
+    )
+    core_services.record_audit(
+        session,
+        tenant_id=principal.tenant_id,
+        actor=principal.actor,
+        action="blacklist.add",
+        target_type="blacklist",
+        target_id=entry.id,
+        ip=client_ip(),
+        detail={"batch_id": batch_id, "first": first, "last": last, "reason": body.reason},
+    )
+    return schemas.BlacklistOut.of(entry).model_dump(mode="json"), 201
+
+
+@api.post("/blacklist/<id:entry_id>/lift")
+@operation(
+    "Lift a blacklist entry (un-blacklist), with a reason",
+    tag="anti-fraud",
+    body=schemas.LiftIn,
+    response=schemas.BlacklistOut,
+    errors=(415,),
+)
+@requires("write")
+def lift_blacklist(entry_id: int) -> Any:
+    body = parse_body(schemas.LiftIn)
+    principal = current_principal()
+    session = db_session()
+    entry = services.lift_blacklist(
+        session,
+        tenant_id=principal.tenant_id,
+        entry_id=entry_id,
+        reason=body.reason,
+        actor=principal.actor,
+    )
+    core_services.record_audit(
+        session,
+        tenant_id=principal.tenant_id,
+        actor=principal.actor,
+        action="blacklist.lift",
+        target_type="blacklist",
+        target_id=entry.id,
+        detail={"reason": body.reason},
+        ip=client_ip(),
+    )
+    return schemas.BlacklistOut.of(entry).model_dump(mode="json")
+
+
+@api.get("/anti-fraud/settings")
+@operation(
+    "The tenant's anti-fraud thresholds and privacy settings",
+    tag="anti-fraud",
+    response=schemas.SettingsIO,
+)
+@requires("read")
+def get_settings() -> Any:
+    thresholds = services.get_thresholds(app_runtime(), current_principal().tenant_id)
+    return schemas.SettingsIO(**asdict(thresholds)).model_dump(mode="json")
+
+
+@api.put("/anti-fraud/settings")
+@operation(
+    "Change thresholds (fields left out keep their value)",
+    tag="anti-fraud",
+    body=schemas.SettingsIO,
+    response=schemas.SettingsIO,
+    errors=(415,),
+)
+@requires("keys")
+def put_settings() -> Any:
+    body = parse_body(schemas.SettingsIO)
+    principal = current_principal()
+    session = db_session()
+    thresholds = services.update_thresholds(
+        session, app_runtime(), tenant_id=principal.tenant_id, **body.model_dump(exclude_none=True)
+    )
+    core_services.record_audit(
+        session,
+        tenant_id=principal.tenant_id,
+        actor=principal.actor,
+        action="anti_fraud.settings",
+        target_type="tenant",
+        target_id=principal.tenant_id,
+        detail=body.model_dump(exclude_none=True),
+        ip=client_ip(),
+    )
+    return schemas.SettingsIO(**asdict(thresholds)).model_dump(mode="json")
+
+
+@api.get("/batches/<id:batch_id>/codes/<id:serial>/scans")
+@operation(
+    "A code's scans, newest first",
+    tag="anti-fraud",
+    response=schemas.CodeScansOut,
+    query={"limit": PAGINATION["limit"]},
+)
+@requires("read")
+def code_scans(batch_id: int, serial: int) -> Any:
+    principal = current_principal()
+    session = db_session()
+    codegen.get_batch_or_raise(session, tenant_id=principal.tenant_id, batch_id=batch_id)
+    limit = query_int("limit", default=50, low=1, high=200)
+    scans = services.list_code_scans(
+        session, tenant_id=principal.tenant_id, batch_id=batch_id, serial=serial, limit=limit
+    )
+    return schemas.CodeScansOut(
+        batch_id=batch_id, serial=serial, items=[schemas.ScanRecordOut.of(s) for s in scans]
+    ).model_dump(mode="json")

@@ -1,0 +1,71 @@
+"""Request and response shapes of the scan API (mini-programs and apps)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ScanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=2048, description="token, short URL or GS1 DL")
+    device_id: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="the app's stable device id",
+    )
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
+
+
+class PlaceOut(BaseModel):
+    country: str | None = None
+    province: str | None = None
+    city: str | None = None
+    label: str | None = None
+    source: str = "none"
+    precision: str = "unknown"
+
+
+class FirstScanOut(BaseModel):
+    at: dt.datetime
+    place: PlaceOut | None = None
+
+
+class ProductOut(BaseModel):
+    name: str
+    sku: str
+    gtin: str | None
+    specification: str
+    image_url: str | None
+
+
+class ScanOut(BaseModel):
+    verdict: str = Field(description="genuine | already_verified | suspicious | counterfeit")
+    message: str
+    scan_id: str | None = None
+    scan_count: int = 0
+    first_scan: FirstScanOut | None = None
+    product: ProductOut | None = None
+    lot: str | None = None
+    production_date: str | None = None
+
+
+class LocationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    accuracy_m: float | None = Field(default=None, ge=0, le=100_000)
+
+
+class LocationOut(BaseModel):
+    verdict: str
+    title: str
+    message: str
+    place: PlaceOut

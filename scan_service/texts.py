@@ -1,0 +1,61 @@
+"""What the consumer reads, in Chinese (default) and English."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+VERDICTS = {
+    "genuine": {
+        "zh": ("正品", "此商品为品牌正品，感谢您的查询。"),
+        "en": ("Genuine", "This item is genuine. Thank you for checking."),
+    },
+    "already_verified": {
+        "zh": ("此码已被查询过", "如果这是您第一次查询，请留意商品来源，必要时联系品牌方。"),
+        "en": (
+            "Checked before",
+            "This code has been checked before. If this is your first "
+            "check, please make sure of where the item came from.",
+        ),
+    },
+    "suspicious": {
+        "zh": ("此码存在异常", "此码的查询记录异常，商品可能为仿冒品，请谨慎购买并联系品牌方。"),
+        "en": (
+            "Something is wrong",
+            "This code's history looks wrong: the item may be a copy. "
+            "Please be careful and contact the brand.",
+        ),
+    },
+    "counterfeit": {
+        "zh": ("无法验证", "此码未能通过验证，商品可能为假冒，请谨慎购买。"),
+        "en": ("Not verified", "This code failed verification; the item may be counterfeit."),
+    },
+}
+
+RATE_LIMITED = {
+    "zh": ("请稍后再试", "查询过于频繁，请{s}秒后再试。"),
+    "en": ("Please wait", "Too many checks in a short time. Please try again in {s} seconds."),
+}
+
+
+def verdict_text(verdict: str, lang: str) -> tuple[str, str]:
+    return VERDICTS[verdict][lang]
+
+
+def local_time(at: dt.datetime, timezone: str) -> str:
+    try:
+        zone = ZoneInfo(timezone)
+    except Exception:
+        zone = ZoneInfo("Asia/Shanghai")
+    return at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+
+def first_scan_sentence(
+    at: dt.datetime, place_label: str | None, count: int, timezone: str, lang: str
+) -> str:
+    when = local_time(at, timezone)
+    if lang == "en":
+        where = f" in {place_label}" if place_label else ""
+        return f"First checked on {when}{where}; checked {count} times in all."
+    where = f"在{place_label}" if place_label else ""
+    return f"此码已于 {when} {where}首次查询，共查询 {count} 次"
