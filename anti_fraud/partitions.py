@@ -44,3 +44,11 @@ def ensure_partitions(
         )
         created.append(name)
     return created
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic filter: the monthly partitions (and their indexes) are not in the models."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", "")
+    return not (reflected and compare_to is None and str(table).startswith("anti_fraud_scans_"))

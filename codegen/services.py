@@ -187,7 +187,7 @@ def create_batch(
         key = core_services.create_code_key(
             session, master_key=runtime.settings.master_key_bytes, tenant_id=tenant_id
         )
-        key_ring_cache(runtime).invalidate()
+        _invalidate_after_commit(session, runtime)
     batch = Batch(
         tenant_id=tenant_id,
         product_id=product_id,
@@ -244,7 +244,7 @@ def rotate_code_key(session: Session, *, runtime: Runtime, tenant_id: int) -> in
     key = core_services.create_code_key(
         session, master_key=runtime.settings.master_key_bytes, tenant_id=tenant_id
     )
-    key_ring_cache(runtime).invalidate()
+    _invalidate_after_commit(session, runtime)
     return key.id
 
 
@@ -268,7 +268,7 @@ def retire_code_key(
         core_services.create_code_key(
             session, master_key=runtime.settings.master_key_bytes, tenant_id=tenant_id
         )
-    key_ring_cache(runtime).invalidate()
+    _invalidate_after_commit(session, runtime)
     after_commit(session, lambda: forget_code_contexts(runtime, revoked_ids))
     return len(revoked_ids)
 
@@ -301,6 +301,19 @@ class KeyRingCache:
         with self._lock:
             self._ring = None
 
+    def reload_if_older_than(self, seconds: float) -> bool:
+        """Reload now unless the ring is fresher than ``seconds``; True when it reloaded.
+
+        A code naming a key this process has not seen may be from a key made a moment ago in
+        another process; at most one reload a second keeps forged key ids from costing more.
+        """
+        with self._lock:
+            if self._ring is not None and time.monotonic() - self._loaded_at < seconds:
+                return False
+            self._ring = self._load()
+            self._loaded_at = time.monotonic()
+            return True
+
     def _load(self) -> KeyRing:
         with self._runtime.db.read_only() as session:
             secrets = core_services.load_key_secrets(
@@ -315,6 +328,13 @@ class KeyRingCache:
             )
             for s in secrets
         )
+
+
+def _invalidate_after_commit(session: Session, runtime: Runtime) -> None:
+    # Now, so this transaction's own reads miss the stale ring, and after the commit, so a ring
+    # loaded meanwhile (without the uncommitted key) is not kept.
+    key_ring_cache(runtime).invalidate()
+    after_commit(session, key_ring_cache(runtime).invalidate)
 
 
 _caches: dict[int, KeyRingCache] = {}
@@ -351,9 +371,20 @@ def key_material(runtime: Runtime, key_id: int, session: Session | None = None) 
     return material
 
 
+UNKNOWN_KEY_RELOAD_SECONDS = 1.0
+
+
 def verify(runtime: Runtime, text: str) -> Verification:
     """Verify a code (token, short URL or GS1 Digital Link URL) from the code alone."""
-    return verify_code(key_ring_cache(runtime).ring(), text)
+    cache = key_ring_cache(runtime)
+    result = verify_code(cache.ring(), text)
+    if (
+        isinstance(result, InvalidToken)
+        and result.reason == "unknown_key"
+        and cache.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
+    ):
+        result = verify_code(cache.ring(), text)
+    return result
 
 
 # --- single codes ---------------------------------------------------------------------------

@@ -206,7 +206,10 @@ def test_batch_export_download_flow(client: FlaskClient, brand: Brand) -> None:
     assert len(urls) == 1500 and urls[0].startswith("HTTPS://YIMA.EXAMPLE.COM/C/")
     verified = client.post("/api/v1/verify", headers=headers, json={"code": urls[41]})
     assert verified.get_json()["valid"] is True and verified.get_json()["serial"] == 42
-    forged = client.post("/api/v1/verify", headers=headers, json={"code": urls[41][:-2] + "AA"})
+    swap = "A" if urls[41][-5] != "A" else "B"  # a middle character: a wrong signature
+    forged = client.post(
+        "/api/v1/verify", headers=headers, json={"code": urls[41][:-5] + swap + urls[41][-4:]}
+    )
     assert forged.get_json() == {
         "valid": False,
         "reason": "bad_signature",
