@@ -90,7 +90,6 @@ class SettingsIO(BaseModel):
     clone_device_threshold: int | None = Field(default=None, ge=1, le=1_000_000)
     auto_blacklist_device_threshold: int | None = Field(default=None, ge=1, le=1_000_000)
     max_travel_speed_kmh: float | None = Field(default=None, ge=10, le=100_000)
-    require_activation: bool | None = None
     ip_storage: Literal["full", "truncated", "hashed"] | None = None
     forged_cluster_threshold: int | None = Field(default=None, ge=1, le=1_000_000)
     forged_window_minutes: int | None = Field(default=None, ge=1, le=1_000_000)

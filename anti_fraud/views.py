@@ -177,7 +177,7 @@ def lift_blacklist(entry_id: int) -> Any:
 @requires("read")
 def get_settings() -> Any:
     thresholds = services.get_thresholds(app_runtime(), current_principal().tenant_id)
-    return schemas.SettingsIO(**asdict(thresholds)).model_dump(mode="json")
+    return _settings_out(thresholds)
 
 
 @api.put("/anti-fraud/settings")
@@ -206,7 +206,13 @@ def put_settings() -> Any:
         detail=body.model_dump(exclude_none=True),
         ip=client_ip(),
     )
-    return schemas.SettingsIO(**asdict(thresholds)).model_dump(mode="json")
+    return _settings_out(thresholds)
+
+
+def _settings_out(thresholds: Any) -> Any:
+    # ``require_activation`` takes effect once activation at the line (traceability) exists.
+    fields = {k: v for k, v in asdict(thresholds).items() if k in schemas.SettingsIO.model_fields}
+    return schemas.SettingsIO(**fields).model_dump(mode="json")
 
 
 @api.get("/batches/<id:batch_id>/codes/<id:serial>/scans")
