@@ -438,14 +438,6 @@ def get_cached_ip_mode(runtime: Runtime, tenant_id: int | None) -> str:
     return hit[1].ip_storage if hit is not None else Thresholds().ip_storage
 
 
-def client_retry_after(runtime: Runtime, request: ScanRequest) -> int:
-    """Seconds a flooding client must wait before its next scan (0: go ahead)."""
-    from anti_fraud import flood
-
-    device = device_key(runtime, request.device, request.ip, request.user_agent)
-    return flood.retry_after(runtime, ip=request.ip, device=device)
-
-
 def place_label(place: dict[str, Any], lang: str) -> str | None:
     """Words for a stored place: "浙江杭州" in Chinese, "Hangzhou, Zhejiang" in English."""
     known = geo.Place.from_dict(place)

@@ -1054,7 +1054,8 @@ def run(args: argparse.Namespace, connections: list[int], workdir: Path) -> int:
     ring_loads = request_statements.pop(KEY_RING_LOAD, 0)
     request_queries = sum(request_statements.values())
     say(
-        f"    request threads: {request_queries} statements {request_statements or ''} besides "
+        f"    request threads: {request_queries} statements {request_statements or ''}".rstrip()
+        + " besides "
         f"{ring_loads} key-ring loads ({request_checkouts} pool checkouts in all); the "
         f"{ring_refresh:g}-s refresh alone accounts for up to {ring_allowed}, the rest are "
         f"reloads for codes naming an unknown key (at most 1/s per worker)"

@@ -105,7 +105,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping per checkout (it costs a round trip on every request): a connection found dead is
+    # reported as a 503 and invalidates the pool, which then reconnects.
+    kwargs.setdefault("pool_pre_ping", False)
     # A sync worker needs one or two connections; threads beyond that queue for one rather
     # than exhaust the server's max_connections.
     kwargs.setdefault("pool_size", 5)

@@ -136,21 +136,26 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        if database_unavailable(exc):
-            log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
-            return problem_response(
-                ServiceUnavailableError("the database is unavailable; retry shortly").to_problem(),
-                {"Retry-After": "2"},
-            )
-        trace_id = uuid.uuid4().hex
-        log.exception("unexpected error %s on %s %s", trace_id, request.method, request.path)
+        return unexpected_error_response(exc)
+
+
+def unexpected_error_response(exc: BaseException) -> Response:
+    """503 with Retry-After for an unreachable database, else 500 with a trace id only."""
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
         return problem_response(
-            {
-                "type": "about:blank",
-                "title": "Internal server error",
-                "status": 500,
-                "detail": f"An unexpected error occurred; trace id {trace_id}.",
-                "code": "internal_error",
-                "trace_id": trace_id,
-            }
+            ServiceUnavailableError("the database is unavailable; retry shortly").to_problem(),
+            {"Retry-After": "2"},
         )
+    trace_id = uuid.uuid4().hex
+    log.error("unexpected error %s on %s %s", trace_id, request.method, request.path, exc_info=exc)
+    return problem_response(
+        {
+            "type": "about:blank",
+            "title": "Internal server error",
+            "status": 500,
+            "detail": f"An unexpected error occurred; trace id {trace_id}.",
+            "code": "internal_error",
+            "trace_id": trace_id,
+        }
+    )

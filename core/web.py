@@ -10,7 +10,12 @@ from sqlalchemy.orm import Session
 from werkzeug.routing import IntegerConverter, Map
 
 from core.config import Settings
-from core.errors import ServiceUnavailableError, ValidationFailedError, register_error_handlers
+from core.errors import (
+    ServiceUnavailableError,
+    ValidationFailedError,
+    register_error_handlers,
+    unexpected_error_response,
+)
 from core.runtime import Runtime, get_runtime, set_runtime
 
 
@@ -46,6 +51,10 @@ def build_app(import_name: str, settings: Settings | None = None) -> Flask:
                     session.commit()
                 else:
                     session.rollback()
+            except Exception as exc:
+                # The answer must not claim what was not committed.
+                session.rollback()
+                return unexpected_error_response(exc)
             finally:
                 session.close()
         return response

@@ -1,6 +1,6 @@
 """The scan orchestrator: one function that reads top to bottom.
 
-flood check → verify the code offline → load the code's state → verdict and record → answer.
+verify the code offline → load the code's state → verdict and record → answer.
 Each step is a call into its domain; later capabilities add theirs (journey, points, draw) at the
 marked place without reshaping it. A bad code is a verdict, never an error; a flooding client
 gets :class:`anti_fraud.RateLimitedError`.
@@ -47,17 +47,13 @@ class ScanAnswer:
 
 def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) -> ScanAnswer:
     """Answer one scan; a valid scan is recorded in ``session`` (committed before the answer)."""
-    # 1. A client flooding us with bad codes waits (Redis windows; memory without Redis).
-    wait = anti_fraud.client_retry_after(runtime, request)
-    if wait:
-        raise anti_fraud.RateLimitedError(wait)
-
-    # 2. Verify from the code alone: a forged code never reaches the database.
+    # 1. Verify from the code alone: a forged code never reaches the database, and a client
+    #    flooding us with them is told to wait.
     verification = codegen.verify(runtime, request.code)
     if isinstance(verification, codegen.InvalidToken):
         return _counterfeit(runtime, request, verification.reason)
 
-    # 3. Load the code's state: batch and product, cached.
+    # 2. Load the code's state: batch and product, cached.
     context = codegen.load_code_context(runtime, session, verification.batch_id)
     if (
         context is None
@@ -68,7 +64,7 @@ def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) ->
     if context.batch_status != "active":
         return _counterfeit(runtime, request, "revoked_batch", verification.tenant_id)
 
-    # 4. Count, judge and record the scan (first scan decided by the database).
+    # 3. Count, judge and record the scan (first scan decided by the database).
     outcome = anti_fraud.record_valid_scan(
         session,
         runtime,
@@ -78,7 +74,7 @@ def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) ->
         request=request,
     )
 
-    # 5. Journey, points and the draw plug in here.
+    # 4. Journey, points and the draw plug in here.
 
     return ScanAnswer(
         verdict=outcome.verdict,
@@ -105,5 +101,7 @@ def _counterfeit(
 ) -> ScanAnswer:
     if tenant_id is None:
         tenant_id = codegen.tenant_of_code(runtime, request.code)
-    anti_fraud.note_invalid_scan(runtime, request, reason=reason, tenant_id=tenant_id)
+    wait = anti_fraud.note_invalid_scan(runtime, request, reason=reason, tenant_id=tenant_id)
+    if wait:
+        raise anti_fraud.RateLimitedError(wait)
     return ScanAnswer(verdict="counterfeit", reason=reason)
