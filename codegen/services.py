@@ -285,6 +285,8 @@ class KeyRingCache:
         self._ring: KeyRing | None = None
         self._loaded_at = 0.0
         self._lock = threading.Lock()
+        self._seen_version: bytes | None = None
+        self._watcher: threading.Thread | None = None
 
     def ring(self) -> KeyRing:
         ring = self._ring
@@ -300,6 +302,26 @@ class KeyRingCache:
     def invalidate(self) -> None:
         with self._lock:
             self._ring = None
+
+    def watch(self) -> None:
+        """With Redis, follow the key-ring version other processes bump when keys change, from a
+        background thread (once a second): new and retired keys are seen here within a second,
+        and no scan ever reloads the ring itself."""
+        if self._runtime.redis is None or self._watcher is not None:
+            return
+        self._watcher = threading.Thread(target=self._follow, name="yima-keyring", daemon=True)
+        self._watcher.start()
+
+    def _follow(self) -> None:
+        while True:
+            try:
+                version = self._runtime.redis.get(KEYRING_VERSION_KEY)
+                if version != self._seen_version:
+                    self._seen_version = version
+                    self.invalidate()
+            except Exception:  # Redis down: the 30-s refresh still holds
+                pass
+            time.sleep(1.0)
 
     def reload_if_older_than(self, seconds: float) -> bool:
         """Reload now unless the ring is fresher than ``seconds``; True when it reloaded.
@@ -330,11 +352,22 @@ class KeyRingCache:
         )
 
 
+KEYRING_VERSION_KEY = "yima:keyring:version"
+
+
 def _invalidate_after_commit(session: Session, runtime: Runtime) -> None:
     # Now, so this transaction's own reads miss the stale ring, and after the commit, so a ring
-    # loaded meanwhile (without the uncommitted key) is not kept.
+    # loaded meanwhile (without the uncommitted key) is not kept; other processes learn it from
+    # the version in Redis.
     key_ring_cache(runtime).invalidate()
-    after_commit(session, key_ring_cache(runtime).invalidate)
+
+    def changed() -> None:
+        key_ring_cache(runtime).invalidate()
+        if runtime.redis is not None:
+            with contextlib.suppress(Exception):
+                runtime.redis.incr(KEYRING_VERSION_KEY)
+
+    after_commit(session, changed)
 
 
 _caches: dict[int, KeyRingCache] = {}
@@ -346,6 +379,7 @@ def key_ring_cache(runtime: Runtime) -> KeyRingCache:
         cache = _caches.get(id(runtime))
         if cache is None or cache._runtime is not runtime:
             cache = _caches[id(runtime)] = KeyRingCache(runtime)
+            cache.watch()
         return cache
 
 
@@ -381,6 +415,7 @@ def verify(runtime: Runtime, text: str) -> Verification:
     if (
         isinstance(result, InvalidToken)
         and result.reason == "unknown_key"
+        and runtime.redis is None  # with Redis, the watcher already knows of every new key
         and cache.reload_if_older_than(UNKNOWN_KEY_RELOAD_SECONDS)
     ):
         result = verify_code(cache.ring(), text)

@@ -8,6 +8,7 @@ from codegen.tokens import InvalidToken, VerifiedCode
 from core import services as core_services
 from core.errors import NotFoundError, ValidationFailedError
 from core.runtime import Runtime
+from tests.conftest import REDIS_URL
 from tests.factories import count_rows, make_brand
 
 
@@ -210,3 +211,35 @@ def test_issuing_a_million_codes_adds_no_per_code_rows(runtime: Runtime) -> None
         big.close()
     # A batch row, an export row, one chunk row and one audit entry, whatever the quantity.
     assert small == large == 4
+
+
+@pytest.mark.skipif(not REDIS_URL, reason="set YIMA_TEST_REDIS_URL: processes share key changes")
+def test_another_process_sees_a_new_key_within_a_second(runtime: Runtime) -> None:
+    """Two runtimes stand for two processes; the second learns of the first's new key from
+    Redis, without any scan reloading the ring."""
+    import time
+
+    from tests.conftest import make_settings
+
+    def with_redis() -> Runtime:
+        return Runtime(
+            make_settings(
+                runtime.settings.resolved_database_url,
+                runtime.settings.data_dir,
+                redis_url=REDIS_URL,
+            )
+        )
+
+    issuer, scanner = with_redis(), with_redis()
+    try:
+        codegen.key_ring_cache(scanner).ring()  # the scanner holds a ring without the new key
+        with issuer.db.unit_of_work() as session:
+            brand = make_brand(session, issuer)
+        url = _first_code(issuer, brand.batch_id, brand.tenant_id)
+        deadline = time.monotonic() + 5
+        while not isinstance(codegen.verify(scanner, url), VerifiedCode):
+            assert time.monotonic() < deadline, "the new key never reached the other process"
+            time.sleep(0.1)
+    finally:
+        issuer.close()
+        scanner.close()
