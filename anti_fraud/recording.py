@@ -121,11 +121,13 @@ def count_scan(
         "lon": lon,
         "located_at": now if lat is not None else None,
     }
-    if session.get_bind().dialect.name == "postgresql":
-        row = session.execute(PG_UPSERT, params).one()
+    # Core, not the ORM: this is the hot path, and nothing here needs the identity map.
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        row = conn.execute(PG_UPSERT, params).one()
     else:
-        new_device = session.execute(SQLITE_DEVICE, params).rowcount  # type: ignore[attr-defined]
-        row = session.execute(SQLITE_UPSERT, {**params, "new_device": new_device}).one()
+        new_device = conn.execute(SQLITE_DEVICE, params).rowcount
+        row = conn.execute(SQLITE_UPSERT, {**params, "new_device": new_device}).one()
     facts = CodeFacts(
         first_scan=row.scan_count == 1,
         first_device=row.first_device,

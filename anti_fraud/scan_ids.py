@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import threading
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -22,10 +24,22 @@ def _key(secret: str) -> bytes:
     return HKDF(hashes.SHA256(), 16, salt=None, info=b"yima/scan-id/v1").derive(secret.encode())
 
 
+_local = threading.local()
+
+
+def _encryptor(secret: str) -> Any:
+    # One ECB context per thread and secret: contexts are not thread-safe, and making one per
+    # scan costs more than the encryption.
+    cache: dict[str, Any] = _local.__dict__.setdefault("encryptors", {})
+    enc = cache.get(secret)
+    if enc is None:
+        enc = cache[secret] = Cipher(algorithms.AES(_key(secret)), modes.ECB()).encryptor()
+    return enc
+
+
 def encode_scan_id(secret: str, scan_id: int, at: dt.datetime) -> str:
     block = scan_id.to_bytes(8, "big") + (at.year * 100 + at.month).to_bytes(4, "big") + bytes(4)
-    enc = Cipher(algorithms.AES(_key(secret)), modes.ECB()).encryptor()
-    return base64.b32encode(enc.update(block) + enc.finalize()).decode().rstrip("=").lower()
+    return base64.b32encode(_encryptor(secret).update(block)).decode().rstrip("=").lower()
 
 
 def decode_scan_id(secret: str, text: str) -> tuple[int, int, int] | None:

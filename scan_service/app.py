@@ -139,29 +139,27 @@ def create_app(settings: Settings | None = None) -> Flask:
         return page(request.url[:2048])
 
     def answer_json(answer: ScanAnswer, lang: str) -> dict[str, Any]:
+        # Built by hand (the shape is schemas.ScanOut): this is the hot path.
         _title, message = verdict_text(answer.verdict, lang)
         first = None
         if answer.first_scan_at is not None:
             place = answer.first_place or {}
-            first = schemas.FirstScanOut(
-                at=answer.first_scan_at,
-                place=schemas.PlaceOut(**_public_place(place), label=_place_label(place, lang))
+            first = {
+                "at": answer.first_scan_at.isoformat(),
+                "place": {**_public_place(place), "label": _place_label(place, lang)}
                 if place
                 else None,
-            )
-        product = (
-            schemas.ProductOut(**answer.product.__dict__) if answer.product is not None else None
-        )
-        return schemas.ScanOut(
-            verdict=answer.verdict,
-            message=message,
-            scan_id=answer.scan_id,
-            scan_count=answer.scan_count,
-            first_scan=first,
-            product=product,
-            lot=answer.lot,
-            production_date=answer.production_date,
-        ).model_dump(mode="json")
+            }
+        return {
+            "verdict": answer.verdict,
+            "message": message,
+            "scan_id": answer.scan_id,
+            "scan_count": answer.scan_count,
+            "first_scan": first,
+            "product": answer.product.__dict__ if answer.product is not None else None,
+            "lot": answer.lot,
+            "production_date": answer.production_date,
+        }
 
     @app.post(f"{API_PREFIX}/scans")
     @operation(

@@ -370,7 +370,8 @@ def test_digsig_verifies_with_the_public_key_only(key: KeyMaterial, ring: KeyRin
     other = mint_gs1_serial(key, 8, 6, GTIN, LOT)
     assert not verify_gs1_signature(public, GTIN, LOT, other, sig)
     assert not verify_gs1_signature(public, GTIN, "L2", serial, sig)
-    assert not verify_gs1_signature(public, GTIN, LOT, serial, sig[:-1] + "B")
+    changed = sig[:10] + ("B" if sig[10] != "B" else "C") + sig[11:]
+    assert not verify_gs1_signature(public, GTIN, LOT, serial, changed)
     assert not verify_gs1_signature(bytes(32), GTIN, LOT, serial, sig)
 
     url = gs1_url(HOST, GTIN, LOT, serial, sig)

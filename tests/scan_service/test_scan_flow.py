@@ -19,6 +19,7 @@ import scan_service
 from anti_fraud.invalid import spool_for
 from anti_fraud.models import Alert, BlacklistEntry, CodeState, Scan
 from core.runtime import Runtime
+from scan_service.schemas import ScanOut
 from tests.factories import Brand, make_brand
 
 
@@ -65,6 +66,7 @@ def api_scan(
 def test_a_codes_life_through_the_api(client: FlaskClient, runtime: Runtime, brand: Brand) -> None:
     url = code_url(runtime, brand, 17)
     first = api_scan(client, url, "device-aaaa").get_json()
+    ScanOut.model_validate(first)  # the answer keeps the documented shape
     assert first["verdict"] == "genuine" and first["scan_count"] == 1
     assert first["product"]["name"] == "Green tea 250 g" and first["lot"] == "L2026A"
     assert len(first["scan_id"]) == 26
