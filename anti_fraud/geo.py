@@ -19,7 +19,7 @@ import re
 import threading
 from array import array
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, Literal, NamedTuple
@@ -181,7 +181,17 @@ class Place:
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (what scan records store)."""
-        return asdict(self)
+        # By hand: dataclasses.asdict deep-copies, and this runs on every scan.
+        return {
+            "country": self.country,
+            "province": self.province,
+            "city": self.city,
+            "lat": self.lat,
+            "lon": self.lon,
+            "source": self.source,
+            "precision": self.precision,
+            "radius_km": self.radius_km,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Place:

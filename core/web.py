@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
+from flask.sessions import SessionInterface
 from sqlalchemy.orm import Session
 from werkzeug.routing import IntegerConverter, Map
 
@@ -17,6 +18,14 @@ from core.errors import (
     unexpected_error_response,
 )
 from core.runtime import Runtime, get_runtime, set_runtime
+
+
+class _NoSessions(SessionInterface):
+    def open_session(self, app: Flask, request: Any) -> None:
+        return None
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
 
 
 class IdConverter(IntegerConverter):
@@ -35,6 +44,9 @@ def build_app(import_name: str, settings: Settings | None = None) -> Flask:
         runtime = get_runtime()
     app = Flask(import_name)
     app.url_map.converters["id"] = IdConverter
+    # No Flask cookie sessions: the API authenticates by key, pages by nothing; opening an
+    # unused signed-cookie session costs every request.
+    app.session_interface = _NoSessions()
     app.config["SECRET_KEY"] = runtime.settings.secret_key
     app.config["MAX_CONTENT_LENGTH"] = 2 * 1024 * 1024
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
@@ -45,7 +57,9 @@ def build_app(import_name: str, settings: Settings | None = None) -> Flask:
     def _commit(response: Response) -> Response:
         # Commit before the answer leaves: an answered request is durable.
         session: Session | None = g.pop("yima_session", None)
-        if session is not None:
+        if session is not None and not session.in_transaction():
+            session.close()  # nothing was read or written (a forged code, say)
+        elif session is not None:
             try:
                 if response.status_code < 400:
                     session.commit()

@@ -28,9 +28,13 @@ API_PREFIX = "/api/v1"
 
 
 def _lang() -> str:
-    chosen = request.args.get("lang") or request.cookies.get(LANG_COOKIE)
-    if chosen in ("zh", "en"):
-        return chosen
+    environ = request.environ
+    if environ.get("QUERY_STRING") or environ.get("HTTP_COOKIE"):
+        chosen = request.args.get("lang") or request.cookies.get(LANG_COOKIE)
+        if chosen in ("zh", "en"):
+            return chosen
+    if not environ.get("HTTP_ACCEPT_LANGUAGE"):  # most apps send none: skip the parsing
+        return "zh"
     return "en" if request.accept_languages.best_match(["zh", "en"]) == "en" else "zh"
 
 
