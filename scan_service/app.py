@@ -19,6 +19,7 @@ from core.config import Settings
 from core.openapi import build_spec, operation, parse_body
 from core.web import app_runtime, build_app, db_session
 from scan_service import schemas
+from scan_service.fastpath import ForgedCodeFastPath
 from scan_service.orchestrator import ScanAnswer, scan
 from scan_service.texts import RATE_LIMITED, first_scan_sentence, verdict_text
 
@@ -224,6 +225,10 @@ def create_app(settings: Settings | None = None) -> Flask:
                 entry["security"] = []
         spec["servers"] = [{"url": request.script_root or "/"}]
         return jsonify(spec)
+
+    app.wsgi_app = ForgedCodeFastPath(  # type: ignore[method-assign]
+        app.wsgi_app, lambda: app.extensions["yima.runtime"]
+    )
 
     @app.get("/.well-known/yima/keys.json")
     def published_keys() -> Any:

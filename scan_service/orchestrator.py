@@ -96,6 +96,11 @@ def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) ->
     )
 
 
+def answer_invalid(runtime: Runtime, request: anti_fraud.ScanRequest, reason: str) -> ScanAnswer:
+    """Step 1's answer for a code that failed verification (also used by the WSGI fast path)."""
+    return _counterfeit(runtime, request, reason)
+
+
 def _counterfeit(
     runtime: Runtime, request: anti_fraud.ScanRequest, reason: str, tenant_id: int | None = None
 ) -> ScanAnswer:
