@@ -61,9 +61,8 @@ _RESULT_TYPES: dict[str, Any] = {
 
 
 def _typed(sql: str) -> TextClause:
-    clause = text(sql)
-    names = {p.key for p in _TYPES}
-    return clause.bindparams(*(p for p in _TYPES if f":{p.key}" in sql and p.key in names))
+    """``sql`` with the types of the parameters it uses (times and JSON on every backend)."""
+    return text(sql).bindparams(*(p for p in _TYPES if f":{p.key}" in sql))
 
 
 PG_UPSERT = _typed(

@@ -16,12 +16,20 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from anti_fraud import geo
+from anti_fraud import flood, geo
 from anti_fraud.errors import BlacklistEntryNotFoundError, ScanNotFoundError
-from anti_fraud.models import BLACKLIST_REASONS, IP_MODES, BlacklistEntry, Scan, TenantSettings
+from anti_fraud.invalid import invalid_scan_row, spool_for
+from anti_fraud.models import (
+    BLACKLIST_REASONS,
+    IP_MODES,
+    BlacklistEntry,
+    CodeState,
+    Scan,
+    TenantSettings,
+)
 from anti_fraud.recording import count_scan, insert_scan
 from anti_fraud.scan_ids import decode_scan_id, encode_scan_id
-from anti_fraud.verdicts import CodeFacts, Thresholds, judge
+from anti_fraud.verdicts import CodeFacts, Thresholds, impossible_travel, judge
 from core.db import utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
@@ -254,8 +262,6 @@ def refine_location(
         raise ValidationFailedError(str(exc), errors={"location": str(exc)}) from exc
     assert scan.tenant_id is not None and scan.batch_id is not None and scan.serial is not None
     thresholds = get_thresholds(runtime, scan.tenant_id, session)
-    from anti_fraud.models import CodeState
-
     state = session.scalar(
         select(CodeState)
         .where(CodeState.batch_id == scan.batch_id, CodeState.serial == scan.serial)
@@ -273,8 +279,6 @@ def refine_location(
             prev_lon=state.last_lon,
             prev_located_at=state.last_located_at,
         )
-        from anti_fraud.verdicts import impossible_travel
-
         if (
             impossible_travel(
                 facts, place.lat, place.lon, scan.scanned_at, thresholds.max_travel_speed_kmh
@@ -409,9 +413,6 @@ def note_invalid_scan(
     Touches no database (the spool is written in bulk by a background thread). Returns the
     seconds the client must now wait (0: none).
     """
-    from anti_fraud import flood
-    from anti_fraud.invalid import invalid_scan_row, spool_for
-
     device = device_key(runtime, request.device, request.ip, request.user_agent)
     mode = get_cached_ip_mode(runtime, tenant_id)
     place, kept_ip = _ip_facts(runtime.settings.secret_key, request.ip or "", mode)
