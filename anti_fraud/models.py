@@ -7,7 +7,7 @@ partitioned by month on PostgreSQL (see the migration) and a plain table on SQLi
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     JSON,
@@ -28,7 +28,7 @@ from core.models import BigId
 
 VERDICTS = ("genuine", "already_verified", "suspicious", "counterfeit")
 IP_MODES = ("full", "truncated", "hashed")
-BLACKLIST_REASONS = (
+BlacklistReason = Literal[
     "counterfeit_detected",
     "max_scan_count_exceeded",
     "cloned",
@@ -38,7 +38,8 @@ BLACKLIST_REASONS = (
     "recalled",
     "key_compromised",
     "other",
-)
+]
+BLACKLIST_REASONS: tuple[str, ...] = get_args(BlacklistReason)
 ALERT_KINDS = ("forged_cluster_ip", "forged_cluster_region", "clone_suspected", "auto_blacklisted")
 
 

@@ -7,19 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from anti_fraud.models import Alert, BlacklistEntry, Scan
-
-Reason = Literal[
-    "counterfeit_detected",
-    "max_scan_count_exceeded",
-    "cloned",
-    "stolen",
-    "misprint",
-    "damaged",
-    "recalled",
-    "key_compromised",
-    "other",
-]
+from anti_fraud.models import Alert, BlacklistEntry, BlacklistReason, Scan
 
 
 class BlacklistIn(BaseModel):
@@ -31,7 +19,7 @@ class BlacklistIn(BaseModel):
     batch_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     first_serial: int | None = Field(default=None, ge=1, le=2**31 - 1)
     last_serial: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    reason: Reason
+    reason: BlacklistReason
     note: str = Field(default="", max_length=500)
 
 

@@ -12,14 +12,10 @@ from anti_fraud import alerts, schemas, services
 from core import services as core_services
 from core.auth import current_principal, requires
 from core.errors import ValidationFailedError
-from core.openapi import PAGINATION, operation, page_args, parse_body, query_int
+from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
 from core.web import app_runtime, client_ip, db_session
 
 api = Blueprint("anti_fraud_api", __name__)
-
-
-def _next(items: list[Any], limit: int) -> int | None:
-    return items[-1].id if len(items) == limit else None
 
 
 def _code_identity(code: str, tenant_id: int) -> tuple[int, int]:
@@ -50,7 +46,7 @@ def list_alerts() -> Any:
         )
     )
     return schemas.AlertPage(
-        items=[schemas.AlertOut.of(a) for a in items], next_after=_next(items, limit)
+        items=[schemas.AlertOut.of(a) for a in items], next_after=next_after(items, limit)
     ).model_dump(mode="json")
 
 
@@ -81,7 +77,7 @@ def list_blacklist() -> Any:
         )
     )
     return schemas.BlacklistPage(
-        items=[schemas.BlacklistOut.of(e) for e in items], next_after=_next(items, limit)
+        items=[schemas.BlacklistOut.of(e) for e in items], next_after=next_after(items, limit)
     ).model_dump(mode="json")
 
 

@@ -13,14 +13,10 @@ from codegen import exports, schemas, services
 from codegen.tokens import VerifiedCode
 from core import services as core_services
 from core.auth import current_principal, requires
-from core.openapi import PAGINATION, operation, page_args, parse_body, query_int
+from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
 from core.web import app_runtime, client_ip, db_session
 
 api = Blueprint("codegen_api", __name__)
-
-
-def _page(items: list[Any], limit: int) -> int | None:
-    return items[-1].id if len(items) == limit else None
 
 
 @api.get("/products")
@@ -44,7 +40,7 @@ def list_products() -> Any:
         )
     )
     return schemas.ProductPage(
-        items=[schemas.ProductOut.of(p) for p in items], next_after=_page(items, limit)
+        items=[schemas.ProductOut.of(p) for p in items], next_after=next_after(items, limit)
     ).model_dump(mode="json")
 
 
@@ -101,7 +97,7 @@ def list_batches() -> Any:
         )
     )
     return schemas.BatchPage(
-        items=[schemas.BatchOut.of(b) for b in items], next_after=_page(items, limit)
+        items=[schemas.BatchOut.of(b) for b in items], next_after=next_after(items, limit)
     ).model_dump(mode="json")
 
 
@@ -198,7 +194,7 @@ def list_exports() -> Any:
         )
     )
     return schemas.ExportPage(
-        items=[schemas.ExportOut.of(e) for e in items], next_after=_page(items, limit)
+        items=[schemas.ExportOut.of(e) for e in items], next_after=next_after(items, limit)
     ).model_dump(mode="json")
 
 

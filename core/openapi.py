@@ -74,6 +74,11 @@ PAGINATION = {
 }
 
 
+def next_after(items: list[Any], limit: int) -> int | None:
+    """The cursor of a keyset page: the last id when the page is full, else None (the end)."""
+    return int(items[-1].id) if len(items) == limit else None
+
+
 def page_args() -> tuple[int, int]:
     """The ``limit`` and ``after`` query parameters of a list endpoint, validated."""
     return (

@@ -99,25 +99,28 @@ def dispatch(session: Session, task: Any, *args: Any) -> None:
     after_commit(session, lambda: send_now(task, *args))
 
 
-def start_in_process_beat() -> threading.Thread:
-    """Without Celery beat (the embedded default), send the periodic tasks from a thread."""
+def start_in_process_beat() -> threading.Event:
+    """Without Celery beat (the embedded default), send the periodic tasks from a thread.
+
+    Each task is sent at once, then every ``schedule`` seconds; set the returned event to stop.
+    """
+    stop = threading.Event()
 
     def loop() -> None:
         import time
 
         celery_app.loader.import_default_modules()
         due = {name: 0.0 for name in celery_app.conf.beat_schedule}
-        while True:
+        while not stop.is_set():
             now = time.monotonic()
             for name, entry in celery_app.conf.beat_schedule.items():
                 if now >= due[name]:
                     due[name] = now + float(entry["schedule"])
                     send_now(celery_app.tasks[entry["task"]])
-            time.sleep(1.0)
+            stop.wait(1.0)
 
-    thread = threading.Thread(target=loop, name="yima-beat", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=loop, name="yima-beat", daemon=True).start()
+    return stop
 
 
 def wait_for_in_process_tasks() -> None:

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import core.tasks
+from core.runtime import Runtime
+
+
+def test_the_embedded_beat_sends_every_periodic_task(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without Celery beat, `yima serve` still evaluates alerts and resumes stalled jobs."""
+    sent: list[str] = []
+    all_sent = threading.Event()
+    expected = {e["task"] for e in core.tasks.celery_app.conf.beat_schedule.values()}
+
+    def record(task: object, *args: object) -> None:
+        sent.append(task.name)  # type: ignore[attr-defined]
+        if expected <= set(sent):
+            all_sent.set()
+
+    monkeypatch.setattr(core.tasks, "send_now", record)
+    stop = core.tasks.start_in_process_beat()
+    try:
+        assert all_sent.wait(timeout=30), sent
+    finally:
+        stop.set()
+    assert {
+        "anti_fraud.evaluate_alerts",
+        "codegen.resume_exports",
+        "anti_fraud.ensure_scan_partitions",
+    } <= set(sent)
