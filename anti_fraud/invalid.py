@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -27,6 +28,24 @@ log = logging.getLogger("yima.anti_fraud")
 MAX_SPOOL = 200_000  # beyond this the oldest are dropped (and counted): memory stays bounded
 FLUSH_SECONDS = 1.0
 
+_COLUMNS = (
+    "scanned_at",
+    "tenant_id",
+    "token_hash",
+    "invalid_reason",
+    "signals",
+    "device",
+    "ip",
+    "user_agent",
+    "country",
+    "province",
+    "city",
+    "place_source",
+    "place_precision",
+)
+# PostgreSQL takes the spool by COPY: a tenth of the client's and the server's work per row of
+# the INSERT below (measured in bench/bench_scan.py's flood, where the flush shares the cores).
+_COPY = f"COPY anti_fraud_scans ({', '.join(_COLUMNS)}, verdict) FROM STDIN"  # noqa: S608
 _INSERT = text(
     "INSERT INTO anti_fraud_scans (scanned_at, tenant_id, token_hash, invalid_reason, verdict, "
     "signals, device, ip, user_agent, country, province, city, place_source, place_precision) "
@@ -87,12 +106,25 @@ class InvalidScanSpool:
             return 0
         try:
             with self._runtime.db.unit_of_work() as session:
-                session.execute(_INSERT, rows)
+                if session.get_bind().dialect.name == "postgresql":
+                    _copy_rows(session, rows)
+                else:
+                    session.execute(_INSERT, rows)
         except Exception:
             with self._lock:  # keep them (newest win if the spool fills meanwhile)
                 self._spool.rows.extendleft(reversed(rows))
             raise
         return len(rows)
+
+
+def _copy_rows(session: Any, rows: list[dict[str, Any]]) -> None:
+    cursor = session.connection().connection.driver_connection.cursor()
+    with cursor.copy(_COPY) as copy:
+        for row in rows:
+            values = [row[name] for name in _COLUMNS]
+            values[4] = json.dumps(values[4])
+            values.append("counterfeit")
+            copy.write_row(values)
 
 
 _spools: dict[int, InvalidScanSpool] = {}

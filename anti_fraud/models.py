@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,6 +31,8 @@ VERDICTS = ("genuine", "already_verified", "suspicious", "counterfeit")
 IP_MODES = ("full", "truncated", "hashed")
 BlacklistReason = Literal[
     "counterfeit_detected",
+    "overprint",
+    "not_sold",
     "max_scan_count_exceeded",
     "cloned",
     "stolen",
@@ -56,7 +59,9 @@ class TenantSettings(Base):
     auto_blacklist_device_threshold: Mapped[int] = mapped_column(Integer, default=20)
     max_travel_speed_kmh: Mapped[float] = mapped_column(Float, default=900.0)
     ip_storage: Mapped[str] = mapped_column(String(16), default="truncated")
-    require_activation: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A diversion alert is raised when the evidence against one shipment scores this much
+    # (anti_fraud/diversion.py: a GPS scan to the city scores 1, an IP scan to the country 0.25).
+    diversion_alert_score: Mapped[float] = mapped_column(Float, default=1.0)
     forged_cluster_threshold: Mapped[int] = mapped_column(Integer, default=20)
     forged_window_minutes: Mapped[int] = mapped_column(Integer, default=60)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -106,6 +111,12 @@ class Scan(Base):
         CheckConstraint(f"verdict IN {VERDICTS!r}", name="verdict"),
         Index("ix_anti_fraud_scans_code", "batch_id", "serial", "scanned_at"),
         Index("ix_anti_fraud_scans_tenant_at", "tenant_id", "scanned_at"),
+        Index(
+            "ix_anti_fraud_scans_diverted",
+            "scanned_at",
+            postgresql_where=text("diverted"),
+            sqlite_where=text("diverted"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -128,6 +139,11 @@ class Scan(Base):
     lon: Mapped[float | None] = mapped_column(Float)
     place_source: Mapped[str] = mapped_column(String(8), default="none")
     place_precision: Mapped[str] = mapped_column(String(16), default="unknown")
+    # Traceability at scan time: the distributor holding the code, the shipment that took it
+    # there, and whether the scan was outside that distributor's regions (None: cannot tell).
+    distributor_id: Mapped[int | None] = mapped_column(Integer)
+    shipment_id: Mapped[int | None] = mapped_column(Integer)
+    diverted: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class BlacklistEntry(Base):
@@ -175,3 +191,40 @@ class Alert(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+REVIEW_STATES = ("open", "confirmed", "dismissed")
+
+
+class DiversionAlert(Base):
+    """Evidence that goods of one shipment are sold outside the receiver's regions.
+
+    One row per (distributor, shipment), refreshed by the alert task as evidence grows; the
+    review state is the brand's.
+    """
+
+    __tablename__ = "anti_fraud_diversion_alerts"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "distributor_id", "shipment_id"),
+        CheckConstraint(f"status IN {REVIEW_STATES!r}", name="status"),
+        Index("ix_anti_fraud_diversion_alerts_tenant", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("core_tenants.id", ondelete="CASCADE"))
+    distributor_id: Mapped[int] = mapped_column(Integer)
+    shipment_id: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    score: Mapped[float] = mapped_column(Float)
+    code_count: Mapped[int] = mapped_column(Integer)
+    scan_count: Mapped[int] = mapped_column(Integer)
+    receipt_count: Mapped[int] = mapped_column(Integer, default=0)
+    regions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    places: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    reviewed_by: Mapped[str | None] = mapped_column(String(200))
+    reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    review_note: Mapped[str] = mapped_column(String(1000), default="")

@@ -81,6 +81,7 @@ class SettingsIO(BaseModel):
     ip_storage: Literal["full", "truncated", "hashed"] | None = None
     forged_cluster_threshold: int | None = Field(default=None, ge=1, le=1_000_000)
     forged_window_minutes: int | None = Field(default=None, ge=1, le=1_000_000)
+    diversion_alert_score: float | None = Field(default=None, ge=0.1, le=1000)
 
 
 class ScanRecordOut(BaseModel):
@@ -93,6 +94,9 @@ class ScanRecordOut(BaseModel):
     place_source: str
     place_precision: str
     ip: str | None
+    distributor_id: int | None = None
+    shipment_id: int | None = None
+    diverted: bool | None = None
 
     @classmethod
     def of(cls, scan: Scan) -> ScanRecordOut:

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+import trace
 from anti_fraud import flood, geo
 from anti_fraud.errors import BlacklistEntryNotFoundError, ScanNotFoundError
 from anti_fraud.invalid import invalid_scan_row, spool_for
@@ -77,6 +78,9 @@ def update_thresholds(
         value = changes.get(name)
         if value is not None and (isinstance(value, bool) or not 1 <= int(value) <= 1_000_000):
             raise ValidationFailedError.field(name, "must be a whole number from 1 to 1000000")
+    score = changes.get("diversion_alert_score")
+    if score is not None and not 0.1 <= float(score) <= 1000:
+        raise ValidationFailedError.field("diversion_alert_score", "must be from 0.1 to 1000")
     speed = changes.get("max_travel_speed_kmh")
     if speed is not None and not 10 <= float(speed) <= 100_000:
         raise ValidationFailedError.field("max_travel_speed_kmh", "must be from 10 to 100000")
@@ -122,6 +126,7 @@ class ScanOutcome:
     scan_count: int
     device_count: int
     place: dict[str, Any] = field(default_factory=dict)
+    diverted: bool | None = None
 
 
 def device_key(runtime: Runtime, device: str | None, ip: str | None, user_agent: str | None) -> str:
@@ -141,12 +146,6 @@ def place_of(request: ScanRequest) -> geo.Place:
     return geo.locate_ip(request.ip or "")
 
 
-def stored_ip(runtime: Runtime, ip: str | None, mode: str) -> str | None:
-    if not ip:
-        return None
-    return geo.ip_for_storage(ip, mode, runtime.settings.secret_key.encode())
-
-
 def record_valid_scan(
     session: Session,
     runtime: Runtime,
@@ -155,14 +154,21 @@ def record_valid_scan(
     batch_id: int,
     serial: int,
     request: ScanRequest,
-    activated: bool = True,
+    trail: trace.CodeTrail | None = None,
     now: dt.datetime | None = None,
 ) -> ScanOutcome:
-    """Count the scan, judge it and record it, in the caller's transaction."""
+    """Count the scan, judge it and record it, in the caller's transaction.
+
+    ``trail`` is what traceability knows of the code: whether it is active, and who holds it
+    with which authorised regions; a scan located outside them is flagged ``diverted`` (for
+    the brand: it never changes the consumer's verdict)."""
     now = now or utcnow()
     thresholds = get_thresholds(runtime, tenant_id, session)
     device = device_key(runtime, request.device, request.ip, request.user_agent)
-    place = place_of(request)
+    ip_place, kept_ip = _ip_facts(
+        runtime.settings.secret_key, request.ip or "", thresholds.ip_storage
+    )
+    place = place_of(request) if request.lat is not None else geo.Place.from_dict(ip_place)
     place_dict = place.as_dict()
     gps = place.source == "gps"
     counted = count_scan(
@@ -175,7 +181,8 @@ def record_valid_scan(
         place=place_dict,
         lat=place.lat if gps else None,
         lon=place.lon if gps else None,
-        activated=activated,
+        activated=trail.active if trail is not None else True,
+        deactivated_reason=trail.deactivated_reason if trail is not None else None,
     )
     judgement = judge(
         counted.facts,
@@ -197,6 +204,7 @@ def record_valid_scan(
             actor="auto",
             source="auto",
         )
+    diverted = diversion_of(trail, place)
     scan_id = insert_scan(
         session,
         now=now,
@@ -204,11 +212,14 @@ def record_valid_scan(
         batch_id=batch_id,
         serial=serial,
         verdict=judgement.verdict,
-        signals=judgement.signals,
+        signals=judgement.signals + (("diverted",) if diverted else ()),
         device=device,
-        ip=stored_ip(runtime, request.ip, thresholds.ip_storage),
+        ip=kept_ip,
         user_agent=request.user_agent,
         place=place_dict,
+        distributor_id=trail.holder_id if trail is not None else None,
+        shipment_id=trail.shipment_id if trail is not None else None,
+        diverted=diverted,
     )
     return ScanOutcome(
         verdict=judgement.verdict,
@@ -219,7 +230,27 @@ def record_valid_scan(
         scan_count=counted.facts.scan_count,
         device_count=counted.facts.device_count,
         place=place_dict,
+        diverted=diverted,
     )
+
+
+def located(place: geo.Place) -> trace.Located:
+    """A place in the terms of sales regions (ISO 3166-2 province, official city name)."""
+    return trace.Located(
+        country=place.country,
+        division=trace.province_iso(place.country, place.province),
+        city=place.city,
+        precision=place.precision,
+    )
+
+
+def diversion_of(trail: trace.CodeTrail | None, place: geo.Place) -> bool | None:
+    """True: scanned outside the holder's regions; False: inside; None: cannot tell (not
+    shipped, no regions, or a place too coarse for the regions)."""
+    if trail is None or trail.holder_id is None or not trail.regions:
+        return None
+    check = trace.region_check([trace.region_of_code(r) for r in trail.regions], located(place))
+    return {"inside": False, "outside": True}.get(check)
 
 
 def get_scan_by_public_id(session: Session, runtime: Runtime, public_id: str) -> Scan:
@@ -300,6 +331,15 @@ def refine_location(
             state.first_place = place.as_dict()
     verdict = "suspicious" if "impossible_travel" in signals else scan.verdict
     values = place.as_dict()
+    diverted = scan.diverted
+    if scan.distributor_id is not None:
+        _, regions = trace.authorised_regions(session, scan.distributor_id)
+        check = trace.region_check([trace.region_of_code(r) for r in regions], located(place))
+        diverted = {"inside": False, "outside": True}.get(check, scan.diverted)
+        if diverted and "diverted" not in signals:
+            signals.append("diverted")
+        elif diverted is False and "diverted" in signals:
+            signals.remove("diverted")
     session.execute(
         update(Scan)
         .where(Scan.id == scan.id, Scan.scanned_at == scan.scanned_at)
@@ -313,6 +353,7 @@ def refine_location(
             lon=place.lon,
             place_source="gps",
             place_precision=values.get("precision", "city"),
+            diverted=diverted,
         )
     )
     session.flush()

@@ -25,10 +25,10 @@ class Thresholds:
     clone_device_threshold: int = 5
     auto_blacklist_device_threshold: int = 20
     max_travel_speed_kmh: float = 900.0
-    require_activation: bool = False
     ip_storage: str = "truncated"
     forged_cluster_threshold: int = 20
     forged_window_minutes: int = 60
+    diversion_alert_score: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,10 @@ class CodeFacts:
     scan_count: int
     device_count: int
     blacklist_reason: str | None
+    # From traceability: inactive when deactivated at the line, or never activated by a brand
+    # that requires activation (the reason of a deactivation travels with it).
     activated: bool = True
+    deactivated_reason: str | None = None
     # Where the code was last located before this scan, if this scan has coordinates.
     prev_lat: float | None = None
     prev_lon: float | None = None
@@ -83,7 +86,9 @@ def judge(
     signals: list[str] = []
     if facts.blacklist_reason:
         signals.append(f"blacklisted:{facts.blacklist_reason}")
-    if thresholds.require_activation and not facts.activated:
+    if facts.deactivated_reason:
+        signals.append(f"deactivated:{facts.deactivated_reason}")
+    elif not facts.activated:
         signals.append("not_activated")
     if facts.device_count >= thresholds.clone_device_threshold:
         signals.append("many_devices")

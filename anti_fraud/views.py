@@ -206,7 +206,6 @@ def put_settings() -> Any:
 
 
 def _settings_out(thresholds: Any) -> Any:
-    # ``require_activation`` takes effect once activation at the line (traceability) exists.
     fields = {k: v for k, v in asdict(thresholds).items() if k in schemas.SettingsIO.model_fields}
     return schemas.SettingsIO(**fields).model_dump(mode="json")
 

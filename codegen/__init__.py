@@ -32,6 +32,7 @@ from codegen.services import (
     retire_code_key,
     rotate_code_key,
     verify,
+    verify_many,
 )
 from codegen.tokens import (
     InvalidToken,
@@ -98,5 +99,6 @@ __all__ = [
     "run_chunk",
     "tenant_of_code",
     "verify",
+    "verify_many",
     "write_codes",
 ]

@@ -176,6 +176,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     def api_scan() -> Any:
         body = parse_body(schemas.ScanIn)
+        known = request.environ.get("yima.verified")
         answer = scan(
             db_session(),
             app_runtime(),
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 lon=body.lon,
                 accuracy_m=body.accuracy_m,
             ),
+            verification=known[1] if known and known[0] == body.code else None,
         )
         return answer_json(answer, _lang())
 

@@ -1,8 +1,8 @@
 """The scan orchestrator: one function that reads top to bottom.
 
-verify the code offline → load the code's state → verdict and record → answer.
-Each step is a call into its domain; later capabilities add theirs (journey, points, draw) at the
-marked place without reshaping it. A bad code is a verdict, never an error; a flooding client
+verify the code offline → load the code's state → its trail (activation, packing, shipments)
+→ verdict and record → answer. Each step is a call into its domain; later capabilities add
+theirs (points, draw) at the marked place without reshaping it. A bad code is a verdict, never an error; a flooding client
 gets :class:`anti_fraud.RateLimitedError`.
 """
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 import anti_fraud
 import codegen
+import trace
 from core.runtime import Runtime
 
 
@@ -40,16 +41,25 @@ class ScanAnswer:
     first_place: dict[str, object] | None = None
     scan_count: int = 0
     timezone: str = "Asia/Shanghai"
+    journey: tuple[trace.JourneyStep, ...] = ()
     # For the brand and the logs only, never rendered to a consumer:
     reason: str | None = None
     signals: tuple[str, ...] = ()
+    diverted: bool | None = None
 
 
-def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) -> ScanAnswer:
-    """Answer one scan; a valid scan is recorded in ``session`` (committed before the answer)."""
+def scan(
+    session: Session,
+    runtime: Runtime,
+    request: anti_fraud.ScanRequest,
+    verification: codegen.Verification | None = None,
+) -> ScanAnswer:
+    """Answer one scan; a valid scan is recorded in ``session`` (committed before the answer).
+    ``verification`` is step 1's result when the caller already has it (the WSGI fast path)."""
     # 1. Verify from the code alone: a forged code never reaches the database, and a client
     #    flooding us with them is told to wait.
-    verification = codegen.verify(runtime, request.code)
+    if verification is None:
+        verification = codegen.verify(runtime, request.code)
     if isinstance(verification, codegen.InvalidToken):
         return _counterfeit(runtime, request, verification.reason)
 
@@ -64,7 +74,17 @@ def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) ->
     if context.batch_status != "active":
         return _counterfeit(runtime, request, "revoked_batch", verification.tenant_id)
 
-    # 3. Count, judge and record the scan (first scan decided by the database).
+    # 3. The code's trail: activated at the line? packed, shipped, held by which distributor
+    #    with which authorised regions? (No query for a brand that does not trace.)
+    trail = trace.code_trail(
+        runtime,
+        session,
+        tenant_id=context.tenant_id,
+        code=trace.CodeRef(context.batch_id, verification.serial),
+    )
+
+    # 4. Count, judge and record the scan (first scan decided by the database; a scan outside
+    #    the holder's regions is flagged diverted, for the brand).
     outcome = anti_fraud.record_valid_scan(
         session,
         runtime,
@@ -72,9 +92,10 @@ def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) ->
         batch_id=context.batch_id,
         serial=verification.serial,
         request=request,
+        trail=trail,
     )
 
-    # 4. Journey, points and the draw plug in here.
+    # 5. Points and the draw plug in here.
 
     return ScanAnswer(
         verdict=outcome.verdict,
@@ -92,7 +113,9 @@ def scan(session: Session, runtime: Runtime, request: anti_fraud.ScanRequest) ->
         first_place=outcome.first_place,
         scan_count=outcome.scan_count,
         timezone=context.timezone,
+        journey=trail.steps,
         signals=outcome.signals,
+        diverted=outcome.diverted,
     )
 
 

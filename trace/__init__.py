@@ -1,1 +1,96 @@
-"""Traceability: activation, aggregation, shipments, journeys, EPCIS (to be built)."""
+"""Traceability and anti-diversion: activation at the line, packing, distributors and their
+sales regions, shipments and receipts, a code's journey, EPCIS 2.0 export.
+
+Other packages use these names only.
+"""
+
+from flask import Blueprint
+
+from trace.activation import (
+    SerialRange,
+    activate_case,
+    activation_state,
+    compress,
+    list_activations,
+    record_activation,
+    roll_range,
+)
+from trace.codes import CodeRef, resolve_code, resolve_codes
+from trace.distributors import (
+    authorised_regions,
+    bind_api_key,
+    create_distributor,
+    distributor_of_api_key,
+    get_distributor,
+    get_distributor_or_raise,
+    list_distributors,
+    update_distributor,
+)
+from trace.journey import CodeTrail, JourneyStep, code_trail, describe, journey_steps
+from trace.packing import PackResult, contents_of, pack, unpack
+from trace.regions import Located, Region, parse_region, province_iso, region_check, region_of_code
+from trace.settings import TraceConfig, get_trace_config, update_trace_settings
+from trace.shipments import (
+    Movement,
+    get_shipment_or_raise,
+    list_shipments,
+    movements_of,
+    receipts_outside,
+    receive,
+    ship,
+)
+
+
+def api_blueprint() -> Blueprint:
+    """The traceability API blueprint (mounted under /api/v1 by the console)."""
+    from trace.views import api
+
+    return api
+
+
+__all__ = [
+    "CodeRef",
+    "CodeTrail",
+    "JourneyStep",
+    "Located",
+    "Movement",
+    "PackResult",
+    "Region",
+    "SerialRange",
+    "TraceConfig",
+    "activate_case",
+    "activation_state",
+    "api_blueprint",
+    "authorised_regions",
+    "bind_api_key",
+    "code_trail",
+    "compress",
+    "contents_of",
+    "create_distributor",
+    "describe",
+    "distributor_of_api_key",
+    "get_distributor",
+    "get_distributor_or_raise",
+    "get_shipment_or_raise",
+    "get_trace_config",
+    "journey_steps",
+    "list_activations",
+    "list_distributors",
+    "list_shipments",
+    "movements_of",
+    "pack",
+    "parse_region",
+    "province_iso",
+    "receipts_outside",
+    "receive",
+    "record_activation",
+    "region_check",
+    "region_of_code",
+    "resolve_code",
+    "resolve_codes",
+    "roll_range",
+    "ship",
+    "unpack",
+    "update_distributor",
+    "update_trace_settings",
+]

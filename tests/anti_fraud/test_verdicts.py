@@ -77,17 +77,18 @@ def test_blacklisted_and_unactivated_codes_are_suspicious() -> None:
     j = judge(
         facts(first_scan=True, activated=False),
         device="a",
-        thresholds=Thresholds(require_activation=True),
+        thresholds=Thresholds(),
         at=NOW,
     )
     assert j.verdict == "suspicious" and j.signals == ("not_activated",)
-    # Tenants that do not activate at the line are not bothered.
-    assert (
-        judge(
-            facts(first_scan=True, activated=False), device="a", thresholds=Thresholds(), at=NOW
-        ).verdict
-        == "genuine"
+    withdrawn = judge(
+        facts(first_scan=True, activated=False, deactivated_reason="misprint"),
+        device="a",
+        thresholds=Thresholds(),
+        at=NOW,
     )
+    assert withdrawn.verdict == "suspicious"
+    assert withdrawn.signals == ("deactivated:misprint",)
 
 
 def test_impossible_travel_hangzhou_to_beijing_in_ten_minutes() -> None:

@@ -1,0 +1,220 @@
+"""Distributors: the brand's hierarchy of national / provincial distributors, dealers and
+retailers, each with its channel and authorised sales regions (trace/regions.py).
+
+A distributor with no regions of its own sells where its parent may: the authorised regions of a
+dealer are its own if it has any, else the nearest ancestor's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.errors import ValidationFailedError
+from trace.errors import DistributorConflictError, DistributorNotFoundError
+from trace.models import (
+    CHANNELS,
+    DISTRIBUTOR_LEVELS,
+    Distributor,
+    DistributorKey,
+    DistributorRegion,
+)
+from trace.regions import parse_regions
+
+MAX_DEPTH = 8
+
+
+def _check_fields(
+    *, code: object = None, name: object = None, level: object = None, channel: object = None
+) -> None:
+    if code is not None and (not isinstance(code, str) or not 1 <= len(code.strip()) <= 64):
+        raise ValidationFailedError.field("code", "1-64 characters")
+    if name is not None and (not isinstance(name, str) or not 1 <= len(name.strip()) <= 200):
+        raise ValidationFailedError.field("name", "1-200 characters")
+    if level is not None and level not in DISTRIBUTOR_LEVELS:
+        raise ValidationFailedError.field("level", f"one of {', '.join(DISTRIBUTOR_LEVELS)}")
+    if channel is not None and channel not in CHANNELS:
+        raise ValidationFailedError.field("channel", f"one of {', '.join(CHANNELS)}")
+
+
+def get_distributor(session: Session, *, tenant_id: int, distributor_id: int) -> Distributor | None:
+    found = session.get(Distributor, distributor_id)
+    return found if found is not None and found.tenant_id == tenant_id else None
+
+
+def get_distributor_or_raise(
+    session: Session, *, tenant_id: int, distributor_id: int
+) -> Distributor:
+    found = get_distributor(session, tenant_id=tenant_id, distributor_id=distributor_id)
+    if found is None:
+        raise DistributorNotFoundError(f"no distributor {distributor_id}")
+    return found
+
+
+def _check_parent(
+    session: Session, *, tenant_id: int, parent_id: int | None, child_id: int | None
+) -> None:
+    node = parent_id
+    for _ in range(MAX_DEPTH + 1):
+        if node is None:
+            return
+        if node == child_id:
+            raise ValidationFailedError.field("parent_id", "a distributor cannot be under itself")
+        parent = get_distributor(session, tenant_id=tenant_id, distributor_id=node)
+        if parent is None:
+            raise ValidationFailedError.field("parent_id", f"no distributor {node}")
+        node = parent.parent_id
+    raise ValidationFailedError.field("parent_id", f"more than {MAX_DEPTH} levels")
+
+
+def _set_regions(session: Session, distributor_id: int, regions: Sequence[str]) -> None:
+    parsed = parse_regions(list(regions))
+    session.execute(
+        delete(DistributorRegion).where(DistributorRegion.distributor_id == distributor_id)
+    )
+    if parsed:
+        session.execute(
+            insert(DistributorRegion),
+            [{"distributor_id": distributor_id, "region": r.code} for r in parsed],
+        )
+
+
+def create_distributor(
+    session: Session,
+    *,
+    tenant_id: int,
+    code: str,
+    name: str,
+    level: str,
+    channel: str = "general",
+    parent_id: int | None = None,
+    regions: Sequence[str] = (),
+    contact: str = "",
+) -> Distributor:
+    _check_fields(code=code, name=name, level=level, channel=channel)
+    _check_parent(session, tenant_id=tenant_id, parent_id=parent_id, child_id=None)
+    exists = select(Distributor.id).where(
+        Distributor.tenant_id == tenant_id, Distributor.code == code.strip()
+    )
+    if session.scalar(exists) is not None:
+        raise DistributorConflictError(
+            f"distributor {code!r} already exists", errors={"code": "already taken"}
+        )
+    parse_regions(list(regions))  # 422 before anything is written
+    distributor = Distributor(
+        tenant_id=tenant_id,
+        code=code.strip(),
+        name=name.strip(),
+        level=level,
+        channel=channel,
+        parent_id=parent_id,
+        contact=contact[:200],
+    )
+    session.add(distributor)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent create of the same code
+        raise DistributorConflictError(
+            f"distributor {code!r} already exists", errors={"code": "already taken"}
+        ) from exc
+    _set_regions(session, distributor.id, regions)
+    return distributor
+
+
+def update_distributor(
+    session: Session, *, tenant_id: int, distributor_id: int, changes: dict[str, object]
+) -> Distributor:
+    distributor = get_distributor_or_raise(
+        session, tenant_id=tenant_id, distributor_id=distributor_id
+    )
+    _check_fields(
+        name=changes.get("name"), level=changes.get("level"), channel=changes.get("channel")
+    )
+    if "parent_id" in changes:
+        parent = changes["parent_id"]
+        if parent is not None and not isinstance(parent, int):
+            raise ValidationFailedError.field("parent_id", "a distributor id or null")
+        _check_parent(session, tenant_id=tenant_id, parent_id=parent, child_id=distributor.id)
+        distributor.parent_id = parent
+    for name in ("name", "level", "channel", "contact"):
+        if name in changes and changes[name] is not None:
+            setattr(distributor, name, str(changes[name]).strip())
+    if "active" in changes:
+        if not isinstance(changes["active"], bool):
+            raise ValidationFailedError.field("active", "true or false")
+        distributor.active = changes["active"]
+    if "regions" in changes:
+        regions = changes["regions"]
+        if not isinstance(regions, list):
+            raise ValidationFailedError.field("regions", "a list of regions")
+        _set_regions(session, distributor.id, regions)
+    session.flush()
+    return distributor
+
+
+def list_distributors(
+    session: Session,
+    *,
+    tenant_id: int,
+    after_id: int = 0,
+    limit: int = 50,
+    parent_id: int | None = None,
+) -> Sequence[Distributor]:
+    stmt = select(Distributor).where(Distributor.tenant_id == tenant_id, Distributor.id > after_id)
+    if parent_id is not None:
+        stmt = stmt.where(Distributor.parent_id == parent_id)
+    return session.scalars(stmt.order_by(Distributor.id).limit(limit)).all()
+
+
+def own_regions(session: Session, distributor_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(DistributorRegion.region)
+            .where(DistributorRegion.distributor_id == distributor_id)
+            .order_by(DistributorRegion.region)
+        )
+    )
+
+
+def authorised_regions(session: Session, distributor_id: int) -> tuple[int, list[str]]:
+    """(the distributor whose regions apply, its regions): its own, else the nearest ancestor's."""
+    node: int | None = distributor_id
+    for _ in range(MAX_DEPTH + 1):
+        if node is None:
+            break
+        regions = own_regions(session, node)
+        if regions:
+            return node, regions
+        node = session.scalar(select(Distributor.parent_id).where(Distributor.id == node))
+    return distributor_id, []
+
+
+def ancestors_of(session: Session, distributor_id: int) -> list[int]:
+    """The distributor's parents, nearest first."""
+    out: list[int] = []
+    node = session.scalar(select(Distributor.parent_id).where(Distributor.id == distributor_id))
+    while node is not None and len(out) <= MAX_DEPTH:
+        out.append(node)
+        node = session.scalar(select(Distributor.parent_id).where(Distributor.id == node))
+    return out
+
+
+def bind_api_key(session: Session, *, distributor_id: int, api_key_id: int) -> None:
+    session.add(DistributorKey(api_key_id=api_key_id, distributor_id=distributor_id))
+    session.flush()
+
+
+def distributor_of_api_key(session: Session, api_key_id: int) -> int | None:
+    return session.scalar(
+        select(DistributorKey.distributor_id).where(DistributorKey.api_key_id == api_key_id)
+    )
+
+
+def names_of(session: Session, ids: Sequence[int]) -> dict[int, Distributor]:
+    if not ids:
+        return {}
+    rows = session.scalars(select(Distributor).where(Distributor.id.in_(set(ids)))).all()
+    return {d.id: d for d in rows}
