@@ -45,7 +45,7 @@ _COLUMNS = (
 )
 # PostgreSQL takes the spool by COPY: a tenth of the client's and the server's work per row of
 # the INSERT below (measured in bench/bench_scan.py's flood, where the flush shares the cores).
-_COPY = f"COPY anti_fraud_scans ({', '.join(_COLUMNS)}, verdict) FROM STDIN"  # noqa: S608
+_COPY = f"COPY anti_fraud_scans ({', '.join(_COLUMNS)}, verdict) FROM STDIN"
 _INSERT = text(
     "INSERT INTO anti_fraud_scans (scanned_at, tenant_id, token_hash, invalid_reason, verdict, "
     "signals, device, ip, user_agent, country, province, city, place_source, place_precision) "

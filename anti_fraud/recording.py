@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Json
-
 from sqlalchemy import JSON, TextClause, bindparam, text
 from sqlalchemy.orm import Session
 

@@ -2,8 +2,8 @@
 
 verify the code offline → load the code's state → its trail (activation, packing, shipments)
 → verdict and record → answer. Each step is a call into its domain; later capabilities add
-theirs (points, draw) at the marked place without reshaping it. A bad code is a verdict, never an error; a flooding client
-gets :class:`anti_fraud.RateLimitedError`.
+theirs (points, draw) at the marked place without reshaping it. A bad code is a verdict,
+never an error; a flooding client gets :class:`anti_fraud.RateLimitedError`.
 """
 
 from __future__ import annotations

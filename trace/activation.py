@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -78,8 +78,7 @@ def _lock_batch(session: Session, batch_id: int) -> None:
 
 
 def _paint(session: Session, r: SerialRange, *, activation_id: int, active: bool) -> None:
-    spans = ActivationSpan.__table__
-    c = spans.c
+    c = ActivationSpan
     _lock_batch(session, r.batch_id)
     left = session.execute(
         select(c.first_serial, c.last_serial, c.activation_id, c.active)
@@ -104,7 +103,7 @@ def _paint(session: Session, r: SerialRange, *, activation_id: int, active: bool
     ]
     if left is not None and left.last_serial >= r.first:
         session.execute(
-            spans.update()
+            update(ActivationSpan)
             .where(c.batch_id == r.batch_id, c.first_serial == left.first_serial)
             .values(last_serial=r.first - 1)
         )
@@ -129,9 +128,11 @@ def _paint(session: Session, r: SerialRange, *, activation_id: int, active: bool
             }
         )
     session.execute(
-        delete(spans).where(c.batch_id == r.batch_id, c.first_serial.between(r.first, r.last))
+        delete(ActivationSpan).where(
+            c.batch_id == r.batch_id, c.first_serial.between(r.first, r.last)
+        )
     )
-    session.execute(insert(spans), rows)
+    session.execute(insert(ActivationSpan), rows)
 
 
 def record_activation(
@@ -219,7 +220,7 @@ class ActivationState:
 
 
 def activation_state(session: Session, code: CodeRef) -> ActivationState | None:
-    c = ActivationSpan.__table__.c
+    c = ActivationSpan
     row = session.execute(
         select(c.last_serial, c.active, c.activation_id)
         .where(c.batch_id == code.batch_id, c.first_serial <= code.serial)
@@ -233,7 +234,7 @@ def activation_state(session: Session, code: CodeRef) -> ActivationState | None:
 
 def inactive_codes(session: Session, refs: Sequence[CodeRef], *, required: bool) -> list[CodeRef]:
     """The codes among ``refs`` that are deactivated, or (``required``) never activated."""
-    c = ActivationSpan.__table__.c
+    c = ActivationSpan
     bad: list[CodeRef] = []
     for batch_id, group in groupby(sorted(set(refs)), key=lambda r: r.batch_id):
         serials = [r.serial for r in group]

@@ -97,18 +97,18 @@ def _check_cycles(session: Session, wanted: dict[CodeRef, CodeRef]) -> None:
             up[node] = known.get(node)
         frontier = {p for p in known.values() if p not in up}
     for start in set(wanted.values()):
-        node: CodeRef | None = start
+        step: CodeRef | None = start
         seen = {start}
         for _ in range(MAX_DEPTH + 1):
-            node = up.get(node) if node is not None else None
-            if node is None:
+            step = up.get(step) if step is not None else None
+            if step is None:
                 break
-            if node in seen:
+            if step in seen:
                 raise PackingConflictError(
                     f"packing would put batch {start.batch_id} #{start.serial} inside itself",
                     errors={"pairs": "a cycle: a parent inside one of its own children"},
                 )
-            seen.add(node)
+            seen.add(step)
         else:
             raise PackingConflictError(
                 f"packing nests deeper than {MAX_DEPTH} levels",
@@ -131,7 +131,7 @@ def _load_tmp(conn: Connection, rows: list[tuple[int, int, int, int]]) -> None:
     else:
         conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {_TMP} (p_b, p_s, c_b, c_s)"))
         conn.execute(text(f"DELETE FROM {_TMP}"))
-        conn.exec_driver_sql(f"INSERT INTO {_TMP} VALUES (?, ?, ?, ?)", rows)  # type: ignore[arg-type]
+        conn.exec_driver_sql(f"INSERT INTO {_TMP} VALUES (?, ?, ?, ?)", rows)
 
 
 def pack(
@@ -219,7 +219,7 @@ def unpack(
     c = Packing.__table__.c
     if parent is not None:
         result = session.execute(
-            update(Packing.__table__)
+            update(Packing)
             .where(
                 c.tenant_id == tenant_id,
                 c.parent_batch_id == parent.batch_id,
@@ -228,11 +228,11 @@ def unpack(
             )
             .values(unpacked_at=at)
         )
-        if not result.rowcount:
+        if not result.rowcount:  # type: ignore[attr-defined]
             raise PackingConflictError(
                 "nothing is packed in this code", errors={"parent": "holds nothing"}
             )
-        return int(result.rowcount)
+        return int(result.rowcount)  # type: ignore[attr-defined]
     held = _current_parents(session, children)
     loose = [ch for ch in children if ch not in held]
     if loose:
@@ -243,7 +243,7 @@ def unpack(
     done = 0
     for part in _chunks(sorted(set(children))):
         result = session.execute(
-            update(Packing.__table__)
+            update(Packing)
             .where(
                 c.tenant_id == tenant_id,
                 tuple_(c.child_batch_id, c.child_serial).in_(
@@ -253,7 +253,7 @@ def unpack(
             )
             .values(unpacked_at=at)
         )
-        done += int(result.rowcount or 0)
+        done += int(result.rowcount or 0)  # type: ignore[attr-defined]
     return done
 
 

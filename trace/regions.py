@@ -59,7 +59,8 @@ class Region:
         if province is None:
             return "China"
         if self.city:
-            return f"{_cn_cities()[self.division or ''].get(self.city, self.city)}, {province['name_en']}"
+            city = _cn_cities()[self.division or ""].get(self.city, self.city)
+            return f"{city}, {province['name_en']}"
         return str(province["name_en"])
 
 

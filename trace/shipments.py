@@ -10,11 +10,13 @@ the receiver of its latest movement.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import groupby
+from typing import Any
 
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -140,7 +142,7 @@ def movements_for(session: Session, codes: Sequence[CodeRef]) -> dict[CodeRef, l
         ).all()
         for row in rows:
             node = CodeRef(row[0], row[1])
-            by_node[node].append(Movement(*row[2:], via=node))  # type: ignore[arg-type]
+            by_node[node].append(_movement(row[2:], node))
     r = ShipmentRange.__table__.c
     by_range: dict[CodeRef, list[Movement]] = defaultdict(list)
     for batch_id, group in groupby(sorted(codes), key=lambda k: k.batch_id):
@@ -155,14 +157,14 @@ def movements_for(session: Session, codes: Sequence[CodeRef]) -> dict[CodeRef, l
         for row in rows:
             for serial in serials:
                 if row[0] <= serial <= row[1]:
-                    by_range[CodeRef(batch_id, serial)].append(Movement(*row[2:], via=None))  # type: ignore[arg-type]
+                    by_range[CodeRef(batch_id, serial)].append(_movement(row[2:], None))
     out: dict[CodeRef, list[Movement]] = {}
     for code in codes:
         found = list(by_range.get(code, ()))
         for node, intervals in held[code].items():
             for m in by_node.get(node, ()):
                 if any(lo <= m.shipped_at < hi for lo, hi in intervals):
-                    found.append(m if node != code else Movement(*_fields(m), via=None))
+                    found.append(m if node != code else dataclasses.replace(m, via=None))
         unique = {
             m.shipment_id: m for m in sorted(found, key=lambda m: (m.shipped_at, m.shipment_id))
         }
@@ -170,17 +172,9 @@ def movements_for(session: Session, codes: Sequence[CodeRef]) -> dict[CodeRef, l
     return out
 
 
-def _fields(m: Movement) -> tuple[object, ...]:
-    return (
-        m.shipment_id,
-        m.reference,
-        m.kind,
-        m.from_distributor_id,
-        m.to_distributor_id,
-        m.status,
-        m.shipped_at,
-        m.received_at,
-    )
+def _movement(row: Any, via: CodeRef | None) -> Movement:
+    sid, reference, kind, sender, receiver, status, shipped_at, received_at = row
+    return Movement(sid, reference, kind, sender, receiver, status, shipped_at, received_at, via)
 
 
 def movements_of(session: Session, code: CodeRef) -> list[Movement]:
@@ -319,12 +313,14 @@ def ship(
 def _range_inactive(session: Session, r: SerialRange, *, required: bool) -> bool:
     from trace.models import ActivationSpan
 
-    c = ActivationSpan.__table__.c
-    spans = session.execute(
-        select(c.first_serial, c.last_serial, c.active)
-        .where(c.batch_id == r.batch_id, c.first_serial <= r.last, c.last_serial >= r.first)
-        .order_by(c.first_serial)
-    ).all()
+    c = ActivationSpan
+    spans = list(
+        session.execute(
+            select(c.first_serial, c.last_serial, c.active)
+            .where(c.batch_id == r.batch_id, c.first_serial <= r.last, c.last_serial >= r.first)
+            .order_by(c.first_serial)
+        ).all()
+    )
     left = (
         select(c.first_serial, c.last_serial, c.active)
         .where(c.batch_id == r.batch_id, c.first_serial < r.first)
@@ -408,10 +404,10 @@ def receive(
             receipt_region_check=check,
         )
     done = session.execute(
-        update(Shipment.__table__)
+        update(Shipment)
         .where(Shipment.id == shipment.id, Shipment.status == "in_transit")
         .values(**values)
-    ).rowcount
+    ).rowcount  # type: ignore[attr-defined]
     if not done:
         raise ShipmentConflictError(
             f"shipment {shipment.reference!r} was already received",
