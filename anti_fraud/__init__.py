@@ -4,11 +4,18 @@ flood control. Other packages use these names only."""
 from flask import Blueprint
 
 from anti_fraud.alerts import evaluate_alerts, list_alerts
+from anti_fraud.diversion import (
+    evaluate_diversion,
+    list_diversion_alerts,
+    locate_point,
+    review_diversion_alert,
+)
 from anti_fraud.errors import RateLimitedError, ScanNotFoundError
 from anti_fraud.services import (
     ScanOutcome,
     ScanRequest,
     add_to_blacklist,
+    diversion_of,
     get_thresholds,
     lift_blacklist,
     list_blacklist,
@@ -37,15 +44,20 @@ __all__ = [
     "Thresholds",
     "add_to_blacklist",
     "api_blueprint",
+    "diversion_of",
     "evaluate_alerts",
+    "evaluate_diversion",
     "get_thresholds",
     "lift_blacklist",
     "list_alerts",
     "list_blacklist",
     "list_code_scans",
+    "list_diversion_alerts",
+    "locate_point",
     "note_invalid_scan",
     "place_label",
     "record_valid_scan",
     "refine_location",
+    "review_diversion_alert",
     "update_thresholds",
 ]

@@ -13,6 +13,10 @@ class BlacklistEntryNotFoundError(NotFoundError):
     code = "blacklist_entry_not_found"
 
 
+class DiversionAlertNotFoundError(NotFoundError):
+    code = "diversion_alert_not_found"
+
+
 class RateLimitedError(YimaError):
     """Too many bad scans from one IP or device; ``retry_after`` in seconds."""
 

@@ -221,6 +221,8 @@ class DiversionAlert(Base):
     receipt_count: Mapped[int] = mapped_column(Integer, default=0)
     regions: Mapped[list[str]] = mapped_column(JSON, default=list)
     places: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # "|CN|CN-JS|CN-JS/南京市|": every region the goods turned up in, for filtering by region.
+    seen_regions: Mapped[str] = mapped_column(String(2000), default="")
     first_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

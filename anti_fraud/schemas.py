@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from anti_fraud.models import Alert, BlacklistEntry, BlacklistReason, Scan
+from anti_fraud.models import Alert, BlacklistEntry, BlacklistReason, DiversionAlert, Scan
 
 
 class BlacklistIn(BaseModel):
@@ -107,3 +107,66 @@ class CodeScansOut(BaseModel):
     batch_id: int
     serial: int
     items: list[ScanRecordOut]
+
+
+class DiversionPlaceOut(BaseModel):
+    region: str | None = Field(description="where the goods turned up: CN, CN-JS, CN-JS/南京市")
+    source: str = Field(description="gps, ip, or the receipt's source")
+    precision: str = Field(description="city, province, country, or receipt")
+    count: int
+
+
+class DiversionAlertOut(BaseModel):
+    id: int
+    distributor_id: int
+    shipment_id: int
+    status: str
+    score: float
+    code_count: int
+    scan_count: int
+    receipt_count: int
+    regions: list[str] = Field(description="the distributor's authorised regions")
+    places: list[DiversionPlaceOut]
+    first_seen_at: dt.datetime
+    last_seen_at: dt.datetime
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    reviewed_by: str | None
+    reviewed_at: dt.datetime | None
+    review_note: str
+
+    @classmethod
+    def of(cls, alert: DiversionAlert) -> DiversionAlertOut:
+        return cls.model_validate(alert, from_attributes=True)
+
+
+class DiversionAlertPage(BaseModel):
+    items: list[DiversionAlertOut]
+    next_after: int | None
+
+
+class DiversionScanOut(BaseModel):
+    batch_id: int | None
+    serial: int | None
+    scanned_at: dt.datetime
+    verdict: str
+    country: str | None
+    province: str | None
+    city: str | None
+    place_source: str
+    place_precision: str
+
+    @classmethod
+    def of(cls, scan: Scan) -> DiversionScanOut:
+        return cls.model_validate(scan, from_attributes=True)
+
+
+class DiversionAlertDetailOut(DiversionAlertOut):
+    scans: list[DiversionScanOut]
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["open", "confirmed", "dismissed"]
+    note: str = Field(default="", max_length=1000)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anti_fraud import alerts
+from anti_fraud import alerts, diversion
 from anti_fraud.partitions import ensure_partitions
 from core.db import utcnow
 from core.runtime import get_runtime
@@ -12,6 +12,11 @@ from core.tasks import celery_app
 @celery_app.task(name="anti_fraud.evaluate_alerts", acks_late=True)
 def evaluate_alerts() -> int:
     return alerts.evaluate_alerts(get_runtime())
+
+
+@celery_app.task(name="anti_fraud.evaluate_diversion", acks_late=True)
+def evaluate_diversion() -> int:
+    return diversion.evaluate_diversion(get_runtime())
 
 
 @celery_app.task(name="anti_fraud.ensure_scan_partitions", acks_late=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, request
 
 import codegen
-from anti_fraud import alerts, schemas, services
+from anti_fraud import alerts, diversion, schemas, services
 from core import services as core_services
 from core.auth import current_principal, requires
 from core.errors import ValidationFailedError
@@ -229,3 +230,105 @@ def code_scans(batch_id: int, serial: int) -> Any:
     return schemas.CodeScansOut(
         batch_id=batch_id, serial=serial, items=[schemas.ScanRecordOut.of(s) for s in scans]
     ).model_dump(mode="json")
+
+
+# --- diversion -----------------------------------------------------------------------------
+
+
+def _query_time(name: str) -> dt.datetime | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValidationFailedError.field(name, "an ISO 8601 date or time") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@api.get("/diversion/alerts")
+@operation(
+    "Diversion alerts: evidence per distributor and shipment, scored, with a review state",
+    tag="diversion",
+    response=schemas.DiversionAlertPage,
+    query={
+        **PAGINATION,
+        "distributor_id": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+        "region": {"type": "string", "description": "where goods turned up: CN-JS, CN-JS/南京市"},
+        "since": {"type": "string", "format": "date-time"},
+        "until": {"type": "string", "format": "date-time"},
+        "status": {"type": "string", "enum": ["open", "confirmed", "dismissed"]},
+    },
+)
+@requires("read")
+def list_diversion_alerts() -> Any:
+    limit, after = page_args()
+    items = list(
+        diversion.list_diversion_alerts(
+            db_session(),
+            tenant_id=current_principal().tenant_id,
+            after_id=after,
+            limit=limit,
+            distributor_id=query_int("distributor_id", low=1),
+            region=request.args.get("region") or None,
+            since=_query_time("since"),
+            until=_query_time("until"),
+            status=request.args.get("status") or None,
+        )
+    )
+    return schemas.DiversionAlertPage(
+        items=[schemas.DiversionAlertOut.of(a) for a in items],
+        next_after=next_after(items, limit),
+    ).model_dump(mode="json")
+
+
+@api.get("/diversion/alerts/<id:alert_id>")
+@operation(
+    "A diversion alert with the flagged scans behind it (codes, places, sources, precision)",
+    tag="diversion",
+    response=schemas.DiversionAlertDetailOut,
+)
+@requires("read")
+def get_diversion_alert(alert_id: int) -> Any:
+    session = db_session()
+    alert = diversion.get_diversion_alert_or_raise(
+        session, tenant_id=current_principal().tenant_id, alert_id=alert_id
+    )
+    return schemas.DiversionAlertDetailOut(
+        **schemas.DiversionAlertOut.of(alert).model_dump(),
+        scans=[schemas.DiversionScanOut.of(s) for s in diversion.diversion_scans(session, alert)],
+    ).model_dump(mode="json")
+
+
+@api.post("/diversion/alerts/<id:alert_id>/review")
+@operation(
+    "Review a diversion alert: confirm, dismiss (or reopen), with a note",
+    tag="diversion",
+    body=schemas.ReviewIn,
+    response=schemas.DiversionAlertOut,
+    errors=(415,),
+)
+@requires("write")
+def review_diversion_alert(alert_id: int) -> Any:
+    body = parse_body(schemas.ReviewIn)
+    principal = current_principal()
+    session = db_session()
+    alert = diversion.review_diversion_alert(
+        session,
+        tenant_id=principal.tenant_id,
+        alert_id=alert_id,
+        status=body.status,
+        note=body.note,
+        actor=principal.actor,
+    )
+    core_services.record_audit(
+        session,
+        tenant_id=principal.tenant_id,
+        actor=principal.actor,
+        action="diversion.review",
+        target_type="diversion_alert",
+        target_id=alert_id,
+        detail=body.model_dump(),
+        ip=client_ip(),
+    )
+    return schemas.DiversionAlertOut.of(alert).model_dump(mode="json")

@@ -125,6 +125,16 @@ def get_product_by_sku_or_raise(session: Session, *, tenant_id: int, sku: str) -
     return product
 
 
+def get_product_by_gtin(session: Session, *, gtin: str) -> Product | None:
+    """The oldest product with this GTIN in any tenant (a GS1 Digital Link names no tenant);
+    None when no product has it or ``gtin`` is not a valid GTIN-8/12/13/14."""
+    try:
+        gtin = normalize_gtin(gtin)
+    except ValueError:
+        return None
+    return session.scalar(select(Product).where(Product.gtin == gtin).order_by(Product.id).limit(1))
+
+
 def list_products(
     session: Session,
     *,

@@ -35,6 +35,7 @@ celery_app.conf.update(
     beat_schedule={
         "resume-stalled-exports": {"task": "codegen.resume_exports", "schedule": 60.0},
         "evaluate-alerts": {"task": "anti_fraud.evaluate_alerts", "schedule": 60.0},
+        "evaluate-diversion": {"task": "anti_fraud.evaluate_diversion", "schedule": 300.0},
         "ensure-scan-partitions": {
             "task": "anti_fraud.ensure_scan_partitions",
             "schedule": 6 * 3600.0,

@@ -3,7 +3,8 @@
 Thin: read the request into an :class:`anti_fraud.ScanRequest`, call the orchestrator, render.
 The page is server-rendered and small (no framework download), Chinese by default, English by
 Accept-Language or ``?lang=en``; its one inline script asks for the phone's location, with
-consent, to refine the verdict.
+consent, to refine the verdict. A GS1 Digital Link without a serial (``/01/<gtin>``, optionally
+``/10/<lot>``) names a product, not an item: it answers the product's page and records no scan.
 """
 
 from __future__ import annotations
@@ -15,13 +16,23 @@ from flask import Flask, Response, jsonify, make_response, render_template, requ
 
 import anti_fraud
 import codegen
+import trace
 from core.config import Settings
+from core.models import Tenant
 from core.openapi import build_spec, operation, parse_body
 from core.web import app_runtime, build_app, db_session
 from scan_service import schemas
 from scan_service.fastpath import ForgedCodeFastPath
 from scan_service.orchestrator import ScanAnswer, scan
-from scan_service.texts import RATE_LIMITED, first_scan_sentence, verdict_text
+from scan_service.texts import (
+    JOURNEY_TITLE,
+    PRODUCT_NOT_FOUND,
+    RATE_LIMITED,
+    SCAN_TO_VERIFY,
+    first_scan_sentence,
+    local_time,
+    verdict_text,
+)
 
 DEVICE_COOKIE = "yima_d"
 LANG_COOKIE = "yima_lang"
@@ -62,6 +73,37 @@ def _scan_request(
         lon=lon,
         accuracy_m=accuracy_m,
     )
+
+
+def _journey(answer: ScanAnswer, lang: str) -> list[dict[str, str]]:
+    # Only the kind, the time and the words: operators, distributor ids and shipment
+    # references stay with the brand.
+    return [
+        {
+            "kind": step.kind,
+            "at": step.at.isoformat(),
+            "when": local_time(step.at, answer.timezone),
+            "text": trace.describe(step, lang),
+        }
+        for step in answer.journey
+    ]
+
+
+def _page_headers(response: Response, lang: str, nonce: str | None = None) -> Response:
+    script = f"'nonce-{nonce}'" if nonce else "'none'"
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+        f"script-src {script}; connect-src 'self'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    if request.args.get("lang") in ("zh", "en"):
+        response.set_cookie(
+            LANG_COOKIE, lang, max_age=365 * 86400, samesite="Lax", secure=request.is_secure
+        )
+    return response
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -107,18 +149,13 @@ def create_app(settings: Settings | None = None) -> Flask:
                 title=title,
                 message=message,
                 first_scan=first,
+                journey=_journey(answer, lang),
+                journey_title=JOURNEY_TITLE[lang],
                 nonce=nonce,
                 api=request.script_root + API_PREFIX,
             )
         )
-        response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
-            f"script-src 'nonce-{nonce}'; connect-src 'self'; base-uri 'none'; "
-            "form-action 'self'; frame-ancestors 'none'"
-        )
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
+        _page_headers(response, lang, nonce)
         if device is None:
             response.set_cookie(
                 DEVICE_COOKIE,
@@ -127,10 +164,6 @@ def create_app(settings: Settings | None = None) -> Flask:
                 httponly=True,
                 samesite="Lax",
                 secure=request.is_secure,
-            )
-        if request.args.get("lang") in ("zh", "en"):
-            response.set_cookie(
-                LANG_COOKIE, lang, max_age=365 * 86400, samesite="Lax", secure=request.is_secure
             )
         return response
 
@@ -142,6 +175,46 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/01/<gtin>/10/<lot>/21/<serial>")
     def gs1_code(gtin: str, lot: str, serial: str) -> Response:
         return page(request.url[:2048])
+
+    @app.get("/01/<gtin>")
+    @app.get("/01/<gtin>/10/<lot>")
+    def gs1_product(gtin: str, lot: str | None = None) -> Response:
+        """The product a GTIN names (and its batch, when the lot is known); no scan."""
+        lang = _lang()
+        session = db_session()
+        product = codegen.get_product_by_gtin(session, gtin=gtin)
+        if product is None:
+            title, message = PRODUCT_NOT_FOUND[lang]
+            response = make_response(
+                render_template(
+                    "not_found.html", lang=lang, title=title, message=message.format(gtin=gtin[:40])
+                ),
+                404,
+            )
+            return _page_headers(response, lang)
+        batch = None
+        # A lot no batch can have (codegen's lot rule: 1-20 plain characters) is not looked up.
+        if lot is not None and 0 < len(lot) <= 20 and lot.isprintable():
+            found = codegen.list_batches(
+                session, tenant_id=product.tenant_id, product_id=product.id, lot=lot, limit=1
+            )
+            batch = found[0] if found else None
+        tenant = session.get(Tenant, product.tenant_id)
+        response = make_response(
+            render_template(
+                "product.html",
+                lang=lang,
+                title=product.name,
+                product=product,
+                brand=tenant.name if tenant is not None else "",
+                lot=batch.lot if batch is not None else None,
+                production_date=batch.production_date.isoformat()
+                if batch is not None and batch.production_date is not None
+                else None,
+                scan_to_verify=SCAN_TO_VERIFY[lang],
+            )
+        )
+        return _page_headers(response, lang)
 
     def answer_json(answer: ScanAnswer, lang: str) -> dict[str, Any]:
         # Built by hand (the shape is schemas.ScanOut): this is the hot path.
@@ -164,6 +237,10 @@ def create_app(settings: Settings | None = None) -> Flask:
             "product": answer.product.__dict__ if answer.product is not None else None,
             "lot": answer.lot,
             "production_date": answer.production_date,
+            "journey": [
+                {"kind": step.kind, "at": step.at.isoformat(), "text": trace.describe(step, lang)}
+                for step in answer.journey
+            ],
         }
 
     @app.post(f"{API_PREFIX}/scans")

@@ -99,7 +99,7 @@ class ForgedCodeFastPath:
 
 def _counterfeit_body(lang: str) -> bytes:
     _title, message = verdict_text("counterfeit", lang)
-    answer = {
+    answer: dict[str, object] = {
         "verdict": "counterfeit",
         "message": message,
         "scan_id": None,
@@ -108,6 +108,7 @@ def _counterfeit_body(lang: str) -> bytes:
         "product": None,
         "lot": None,
         "production_date": None,
+        "journey": [],
     }
     return json.dumps(answer, ensure_ascii=False).encode()
 

@@ -45,6 +45,14 @@ class ProductOut(BaseModel):
     image_url: str | None
 
 
+class JourneyStepOut(BaseModel):
+    kind: str = Field(
+        description="activated | deactivated | packed | unpacked | shipped | received | returned"
+    )
+    at: dt.datetime = Field(description="when it happened (ISO 8601, UTC)")
+    text: str = Field(description="the step in plain words, in the request's language")
+
+
 class ScanOut(BaseModel):
     verdict: str = Field(description="genuine | already_verified | suspicious | counterfeit")
     message: str
@@ -54,6 +62,9 @@ class ScanOut(BaseModel):
     product: ProductOut | None = None
     lot: str | None = None
     production_date: str | None = None
+    journey: list[JourneyStepOut] = Field(
+        default_factory=list, description="the code's journey, oldest step first"
+    )
 
 
 class LocationIn(BaseModel):

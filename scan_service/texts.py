@@ -37,6 +37,22 @@ RATE_LIMITED = {
     "en": ("Please wait", "Too many checks in a short time. Please try again in {s} seconds."),
 }
 
+JOURNEY_TITLE = {"zh": "溯源信息", "en": "Where this item has been"}
+
+SCAN_TO_VERIFY = {
+    "zh": "请扫描商品上的防伪码，验证是否为正品。",
+    "en": "To check that your item is genuine, scan the code printed on it.",
+}
+
+PRODUCT_NOT_FOUND = {
+    "zh": ("未找到该商品", "无法识别商品编码 {gtin}。请核对后重试，或直接扫描商品上的防伪码。"),
+    "en": (
+        "Product not found",
+        "We do not know the product code {gtin}. Please check it, or scan the code printed "
+        "on the item.",
+    ),
+}
+
 
 def verdict_text(verdict: str, lang: str) -> tuple[str, str]:
     return VERDICTS[verdict][lang]

@@ -64,6 +64,7 @@ def upgrade() -> None:
     sa.Column('receipt_count', sa.Integer(), nullable=False),
     sa.Column('regions', sa.JSON(), nullable=False),
     sa.Column('places', sa.JSON(), nullable=False),
+    sa.Column('seen_regions', sa.String(length=2000), nullable=False),
     sa.Column('first_seen_at', core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', core.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('created_at', core.db.UTCDateTime(timezone=True), nullable=False),
