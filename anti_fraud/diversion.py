@@ -16,8 +16,9 @@ A receipt scanned outside the receiver's regions (a dealer's or warehouse's hand
 1.0 — a logistics event is an act, not a guess. The score is the sum of the codes' weights times
 ``1 + ln(number of codes)`` (a cluster says more than its parts) plus the receipts. An alert is
 raised when the score reaches the tenant's ``diversion_alert_score`` (1.0 by default): one
-GPS-located scan (0.6) or a handful of IP-located ones never do alone; two codes of the same
-shipment scanned by phones in the wrong province do (2.0).
+code, however precisely located (0.6), or three codes located only by IP to a country (0.94)
+never do alone; two codes of the same shipment scanned by phones in the wrong province do
+(2.03), and so does one such phone with one IP abroad (1.27).
 """
 
 from __future__ import annotations

@@ -460,6 +460,180 @@ def jobs_resume() -> None:
     click.echo(f"{sent} task(s) sent")
 
 
+# --- traceability ---------------------------------------------------------------------------
+
+
+@main.group("trace")
+def trace_group() -> None:
+    """Activation at the line, packing uploads, a code's journey."""
+
+
+@trace_group.command("activate")
+@tenant_option
+@click.argument("batch_id", type=ROW_ID)
+@click.option("--first", "first_serial", required=True, type=ROW_ID)
+@click.option("--last", "last_serial", required=True, type=ROW_ID)
+@click.option("--deactivate", "reason", help="deactivate instead, for this reason (misprint, ...)")
+@click.option("--line", default="")
+@click.option("--site", default="")
+@handle_errors
+def trace_activate(
+    tenant_slug: str | None,
+    batch_id: int,
+    first_serial: int,
+    last_serial: int,
+    reason: str | None,
+    line: str,
+    site: str,
+) -> None:
+    """Activate serials FIRST..LAST of a batch (one row, however many codes)."""
+    import trace
+
+    with unit_of_work() as (runtime, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        batch = codegen.get_batch_or_raise(session, tenant_id=tenant.id, batch_id=batch_id)
+        if not 1 <= first_serial <= last_serial <= batch.quantity:
+            raise ValidationFailedError.field(
+                "--last", f"serials must satisfy 1 <= first <= last <= {batch.quantity}"
+            )
+        event = trace.record_activation(
+            session,
+            runtime,
+            tenant_id=tenant.id,
+            action="deactivate" if reason else "activate",
+            scope="range",
+            ranges=[trace.SerialRange(batch_id, first_serial, last_serial)],
+            operator=CLI_ACTOR,
+            reason=reason,
+            line=line,
+            site=site,
+        )
+        click.echo(f"{event.action}d {event.code_count:,} codes of batch {batch_id} (#{event.id})")
+
+
+@trace_group.command("pack")
+@tenant_option
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--line", default="")
+@handle_errors
+def trace_pack(tenant_slug: str | None, csv_file: Any, line: str) -> None:
+    """Upload a packing line's parent,child CSV (all or nothing)."""
+    import csv
+
+    import trace
+
+    rows = [r for r in csv.reader(csv_file) if r and any(c.strip() for c in r)]
+    if rows and rows[0][0].strip().lower() == "parent":
+        rows = rows[1:]
+    if any(len(r) != 2 for r in rows):
+        raise ValidationFailedError.field("csv", "every line must be parent,child")
+    with unit_of_work() as (runtime, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        texts = [t for r in rows for t in r]
+        fields = [f"line {i // 2 + 1}" for i in range(len(texts))]
+        refs = trace.resolve_codes(
+            runtime, session, tenant_id=tenant.id, texts=texts, fields=fields
+        )
+        done = trace.pack(
+            session,
+            runtime,
+            tenant_id=tenant.id,
+            pairs=list(zip(refs[0::2], refs[1::2], strict=True)),
+            operator=CLI_ACTOR,
+            line=line,
+        )
+        click.echo(f"{done.packed:,} packed, {done.already_packed:,} already packed")
+
+
+@trace_group.command("journey")
+@tenant_option
+@click.argument("code")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+@handle_errors
+def trace_journey(tenant_slug: str | None, code: str, lang: str) -> None:
+    """Print a code's journey: activation, packing, shipments, receipts."""
+    import trace
+
+    with unit_of_work() as (runtime, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        ref = trace.resolve_code(runtime, session, tenant_id=tenant.id, text=code, field="code")
+        trail = trace.code_trail(runtime, session, tenant_id=tenant.id, code=ref)
+        click.echo(
+            f"batch {ref.batch_id} #{ref.serial}: {'active' if trail.active else 'inactive'}"
+        )
+        for step in trail.steps:
+            click.echo(f"  {step.at:%Y-%m-%d %H:%M} UTC  {trace.describe(step, lang)}")
+
+
+@main.group()
+def diversion() -> None:
+    """Diversion (窜货) alerts: evaluate the evidence, list and review alerts."""
+
+
+@diversion.command("evaluate")
+@handle_errors
+def diversion_evaluate() -> None:
+    """Raise or refresh diversion alerts now (the worker does it every five minutes)."""
+    import anti_fraud
+
+    new = anti_fraud.evaluate_diversion(_runtime())
+    click.echo(f"{new} new alert(s)")
+
+
+@diversion.command("alerts")
+@tenant_option
+@click.option("--distributor", "distributor_id", type=ROW_ID)
+@click.option("--region", help="where goods turned up: CN-JS, CN-JS/南京市")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--until", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"]))
+@click.option("--status", type=click.Choice(["open", "confirmed", "dismissed"]))
+@handle_errors
+def diversion_alerts(
+    tenant_slug: str | None,
+    distributor_id: int | None,
+    region: str | None,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    status: str | None,
+) -> None:
+    """List diversion alerts with their evidence, highest score first."""
+    import anti_fraud
+    import trace
+
+    with unit_of_work() as (_, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        alerts = anti_fraud.list_diversion_alerts(
+            session,
+            tenant_id=tenant.id,
+            limit=1000,
+            distributor_id=distributor_id,
+            region=region,
+            since=since.replace(tzinfo=dt.UTC) if since else None,
+            until=until.replace(tzinfo=dt.UTC) if until else None,
+            status=status,
+        )
+        for alert in sorted(alerts, key=lambda a: -a.score):
+            party = trace.get_distributor(
+                session, tenant_id=tenant.id, distributor_id=alert.distributor_id
+            )
+            shipment = trace.get_shipment_or_raise(
+                session, tenant_id=tenant.id, shipment_id=alert.shipment_id
+            )
+            click.echo(
+                f"#{alert.id} [{alert.status}] score {alert.score:.2f}  "
+                f"{party.name if party else alert.distributor_id} ({', '.join(alert.regions)})  "
+                f"shipment {shipment.reference}: {alert.code_count} codes, "
+                f"{alert.scan_count} scans, {alert.receipt_count} receipts, "
+                f"{alert.first_seen_at:%Y-%m-%d}..{alert.last_seen_at:%Y-%m-%d}"
+            )
+            for place in alert.places:
+                click.echo(
+                    f"    {place['region'] or 'unknown'}  {place['source']}/{place['precision']}"
+                    f"  x{place['count']}"
+                )
+        click.echo(f"{len(alerts)} alert(s)")
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
