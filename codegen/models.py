@@ -35,7 +35,12 @@ EXPORT_STATUSES = ("running", "assembling", "done", "failed")
 
 class Product(Base):
     __tablename__ = "codegen_products"
-    __table_args__ = (UniqueConstraint("tenant_id", "sku"), UniqueConstraint("tenant_id", "gtin"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "sku"),
+        UniqueConstraint("tenant_id", "gtin"),
+        # GS1 Digital Link without a serial (/01/<gtin>) finds the product across brands.
+        Index("ix_codegen_products_gtin", "gtin"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(

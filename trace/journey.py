@@ -18,7 +18,7 @@ from trace.codes import CodeRef
 from trace.distributors import authorised_regions, names_of
 from trace.packing import packing_history
 from trace.settings import get_trace_config
-from trace.shipments import Movement, movements_of
+from trace.shipments import Movement, holding_units_from, movements_of
 
 STEP_KINDS = ("activated", "deactivated", "packed", "unpacked", "shipped", "received", "returned")
 
@@ -74,13 +74,19 @@ def journey_steps(
                     reason=event.reason,
                 )
             )
-    for p in packing_history(session, code):
+    history = packing_history(session, code)
+    held = holding_units_from(history, code)
+    for p in history:
+        # A case's packings count only while the code was inside it.
+        inside = held.get(p.child, ())
+        if p.child != code and not any(lo <= p.packed_at < hi for lo, hi in inside):
+            continue
         steps.append(
             JourneyStep(kind="packed", at=p.packed_at, line=p.line, level=p.depth, parent=p.parent)
         )
         if p.unpacked_at is not None and p.depth == 1:
             steps.append(JourneyStep(kind="unpacked", at=p.unpacked_at, level=1, parent=p.parent))
-    moves = movements_of(session, code)
+    moves = movements_of(session, code, held)
     parties = names_of(
         session,
         [i for m in moves for i in (m.to_distributor_id, m.from_distributor_id) if i is not None],

@@ -124,6 +124,8 @@ def _load_tmp(conn: Connection, rows: list[tuple[int, int, int, int]]) -> None:
                 "c_s bigint) ON COMMIT DROP"
             )
         )
+        # The table lives until the transaction ends: a second upload in it starts empty.
+        conn.execute(text(f"TRUNCATE {_TMP}"))
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor.copy(f"COPY {_TMP} (p_b, p_s, c_b, c_s) FROM STDIN") as copy:
             for row in rows:

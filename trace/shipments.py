@@ -35,7 +35,7 @@ from trace.errors import (
     ShipmentNotFoundError,
 )
 from trace.models import Packing, Shipment, ShipmentRange, ShipmentUnit
-from trace.packing import IN_CHUNK, MAX_DEPTH, contents_of
+from trace.packing import IN_CHUNK, MAX_DEPTH, PackedInto, contents_of
 from trace.regions import Located, region_check, region_of_code
 from trace.settings import get_trace_config, mark_in_use
 
@@ -100,26 +100,50 @@ def _ancestor_intervals(
                 parent = CodeRef(pb, ps)
                 rows_by_child[CodeRef(cb, cs)].append((parent, packed, unpacked or _FOREVER))
                 frontier.add(parent)
-    out: dict[CodeRef, dict[CodeRef, list[Interval]]] = {}
-    for code in codes:
-        held: dict[CodeRef, list[Interval]] = {code: [(_EPOCH, _FOREVER)]}
-        stack = [(code, _EPOCH, _FOREVER, 0)]
-        while stack:
-            node, lo, hi, depth = stack.pop()
-            if depth >= MAX_DEPTH:
-                continue
-            for parent, packed, unpacked in rows_by_child.get(node, ()):
-                a, b = max(lo, packed), min(hi, unpacked)
-                if a < b:
-                    held.setdefault(parent, []).append((a, b))
-                    stack.append((parent, a, b, depth + 1))
-        out[code] = held
-    return out
+    return {code: _intervals(code, rows_by_child) for code in codes}
 
 
-def movements_for(session: Session, codes: Sequence[CodeRef]) -> dict[CodeRef, list[Movement]]:
-    """Every movement of each code, oldest first."""
-    held = _ancestor_intervals(session, codes)
+def _intervals(
+    code: CodeRef, rows_by_child: dict[CodeRef, list[tuple[CodeRef, dt.datetime, dt.datetime]]]
+) -> dict[CodeRef, list[Interval]]:
+    held: dict[CodeRef, list[Interval]] = {code: [(_EPOCH, _FOREVER)]}
+    stack = [(code, _EPOCH, _FOREVER, 0)]
+    while stack:
+        node, lo, hi, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            continue
+        for parent, packed, unpacked in rows_by_child.get(node, ()):
+            a, b = max(lo, packed), min(hi, unpacked)
+            if a < b:
+                held.setdefault(parent, []).append((a, b))
+                stack.append((parent, a, b, depth + 1))
+    return held
+
+
+def holding_units_from(
+    history: Sequence[PackedInto], code: CodeRef
+) -> dict[CodeRef, list[Interval]]:
+    """:func:`holding_units` from a code's packing history already read (no query)."""
+    rows: dict[CodeRef, list[tuple[CodeRef, dt.datetime, dt.datetime]]] = defaultdict(list)
+    for p in history:
+        rows[p.child].append((p.parent, p.packed_at, p.unpacked_at or _FOREVER))
+    return _intervals(code, rows)
+
+
+def holding_units(session: Session, code: CodeRef) -> dict[CodeRef, list[Interval]]:
+    """Every unit that ever held ``code`` (and the code itself), with when it held it."""
+    return _ancestor_intervals(session, [code])[code]
+
+
+def movements_for(
+    session: Session,
+    codes: Sequence[CodeRef],
+    held: dict[CodeRef, dict[CodeRef, list[Interval]]] | None = None,
+) -> dict[CodeRef, list[Movement]]:
+    """Every movement of each code, oldest first (``held``: the codes' holding units, when the
+    caller has them already)."""
+    if held is None:
+        held = _ancestor_intervals(session, codes)
     nodes = sorted({n for h in held.values() for n in h})
     s, u = Shipment.__table__.c, ShipmentUnit.__table__.c
     columns = (
@@ -177,8 +201,10 @@ def _movement(row: Any, via: CodeRef | None) -> Movement:
     return Movement(sid, reference, kind, sender, receiver, status, shipped_at, received_at, via)
 
 
-def movements_of(session: Session, code: CodeRef) -> list[Movement]:
-    return movements_for(session, [code])[code]
+def movements_of(
+    session: Session, code: CodeRef, held: dict[CodeRef, list[Interval]] | None = None
+) -> list[Movement]:
+    return movements_for(session, [code], None if held is None else {code: held})[code]
 
 
 def holder_of(movements: Sequence[Movement]) -> int | None:

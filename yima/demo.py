@@ -6,7 +6,10 @@ import datetime as dt
 import shutil
 from collections.abc import Iterator
 
+from sqlalchemy.orm import Session
+
 import codegen
+import trace
 from core import services as core_services
 from core.runtime import Runtime
 from core.tasks import wait_for_in_process_tasks
@@ -89,6 +92,7 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
             )
         ]
         ids = [e.id for e in exports]
+        _trace_demo(session, runtime, tenant_id=tenant.id, batch_id=short.id)
         host = runtime.settings.scan_host
         first_url = codegen.code_for_serial(
             runtime, batch=short, gtin=product.gtin, serial=1, host=host, session=session
@@ -106,10 +110,89 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
             shutil.copyfile(path, out_dir / (export.file_name or path.name))
             yield f"print file: {out_dir / (export.file_name or path.name)}"
     yield f"API key (admin, shown once): {issued.token}"
-    yield f"a printed short code: {first_url}"
+    yield f"a printed short code (packed, shipped to a Hangzhou dealer): {first_url}"
     yield f"  try it here: {local_url(first_url, host)}"
     yield f"a printed signed GS1 Digital Link code: {signed_url}"
     yield f"  try it here: {local_url(signed_url, host)}"
+
+
+def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id: int) -> None:
+    """The supply chain of the first 48 tins: activated at line L1, packed two cases of 24
+    onto a pallet (codes 1,000, 999 and 998 of the batch are the labels), shipped to the
+    Zhejiang distributor and received in Hangzhou; case one went on to a dealer in Hangzhou."""
+    at = dt.datetime(2026, 11, 3, 9, 30, tzinfo=dt.UTC)
+    ref = trace.CodeRef
+    trace.record_activation(
+        session,
+        runtime,
+        tenant_id=tenant_id,
+        action="activate",
+        scope="range",
+        ranges=[trace.SerialRange(batch_id, 1, 1000)],
+        operator="demo",
+        line="L1",
+        site="杭州西湖茶厂",
+        at=at,
+    )
+    pallet, cases = ref(batch_id, 1000), [ref(batch_id, 999), ref(batch_id, 998)]
+    pairs = [(cases[n // 24], ref(batch_id, n + 1)) for n in range(48)]
+    pairs += [(pallet, case) for case in cases]
+    trace.pack(
+        session,
+        runtime,
+        tenant_id=tenant_id,
+        pairs=pairs,
+        operator="demo",
+        line="L1",
+        at=at + dt.timedelta(hours=2),
+    )
+    zj = trace.create_distributor(
+        session,
+        tenant_id=tenant_id,
+        code="ZJ-001",
+        name="浙江省总经销",
+        level="provincial",
+        regions=["CN-ZJ"],
+    )
+    dealer = trace.create_distributor(
+        session,
+        tenant_id=tenant_id,
+        code="HZ-017",
+        name="杭州西湖茶叶店",
+        level="dealer",
+        channel="retail",
+        parent_id=zj.id,
+        regions=["CN-ZJ/杭州市"],
+    )
+    shipment = trace.ship(
+        session,
+        runtime,
+        tenant_id=tenant_id,
+        reference="DN-2026-0001",
+        to_distributor_id=zj.id,
+        units=[pallet],
+        operator="demo",
+        at=at + dt.timedelta(days=1),
+    )
+    trace.receive(
+        session,
+        tenant_id=tenant_id,
+        shipment_id=shipment.id,
+        operator="demo",
+        location=trace.Located("CN", "CN-ZJ", "杭州市", "city"),
+        at=at + dt.timedelta(days=2),
+    )
+    trace.ship(
+        session,
+        runtime,
+        tenant_id=tenant_id,
+        reference="ZJ-2026-0042",
+        from_distributor_id=zj.id,
+        to_distributor_id=dealer.id,
+        units=[cases[0]],
+        operator="demo",
+        at=at + dt.timedelta(days=3),
+    )
 
 
 def local_url(url: str, host: str, local: str = "http://127.0.0.1:8000") -> str:

@@ -237,6 +237,9 @@ def upgrade() -> None:
         batch_op.drop_constraint(op.f('ck_anti_fraud_blacklist_reason'), type_='check')
         batch_op.create_check_constraint('reason', sa.text(f"reason IN {NEW_REASONS!r}"))
 
+    with op.batch_alter_table('codegen_products', schema=None) as batch_op:
+        batch_op.create_index('ix_codegen_products_gtin', ['gtin'], unique=False)
+
     # ### end Alembic commands ###
 
 
@@ -249,6 +252,9 @@ def downgrade() -> None:
     with op.batch_alter_table('anti_fraud_blacklist', schema=None) as batch_op:
         batch_op.drop_constraint(op.f('ck_anti_fraud_blacklist_reason'), type_='check')
         batch_op.create_check_constraint('reason', sa.text(f"reason IN {OLD_REASONS!r}"))
+
+    with op.batch_alter_table('codegen_products', schema=None) as batch_op:
+        batch_op.drop_index('ix_codegen_products_gtin')
 
     with op.batch_alter_table('anti_fraud_scans', schema=None) as batch_op:
         batch_op.drop_index('ix_anti_fraud_scans_diverted', postgresql_where=sa.text('diverted'), sqlite_where=sa.text('diverted'))
