@@ -217,19 +217,27 @@ class ActivationState:
 
     active: bool
     activation_id: int
+    at: dt.datetime
+    reason: str | None
+    line: str
+    site: str
 
 
 def activation_state(session: Session, code: CodeRef) -> ActivationState | None:
-    c = ActivationSpan
+    """The span holding the code's serial, with the act that set it (one query)."""
+    c, a = ActivationSpan, Activation
     row = session.execute(
-        select(c.last_serial, c.active, c.activation_id)
+        select(c.last_serial, c.active, c.activation_id, a.at, a.reason, a.line, a.site)
+        .join(a, a.id == c.activation_id)
         .where(c.batch_id == code.batch_id, c.first_serial <= code.serial)
         .order_by(c.first_serial.desc())
         .limit(1)
     ).first()
     if row is None or row.last_serial < code.serial:
         return None
-    return ActivationState(bool(row.active), int(row.activation_id))
+    return ActivationState(
+        bool(row.active), int(row.activation_id), row.at, row.reason, row.line, row.site
+    )
 
 
 def inactive_codes(session: Session, refs: Sequence[CodeRef], *, required: bool) -> list[CodeRef]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -179,16 +179,25 @@ def own_regions(session: Session, distributor_id: int) -> list[str]:
     )
 
 
+_UP = text(
+    "WITH RECURSIVE up(id, parent_id, depth) AS ("
+    " SELECT id, parent_id, 0 FROM trace_distributors WHERE id = :d"
+    " UNION ALL SELECT t.id, t.parent_id, up.depth + 1 FROM trace_distributors t"
+    " JOIN up ON t.id = up.parent_id WHERE up.depth < :max)"
+    " SELECT up.id, up.depth, r.region FROM up"
+    " LEFT JOIN trace_distributor_regions r ON r.distributor_id = up.id"
+    " ORDER BY up.depth, r.region"
+)
+
+
 def authorised_regions(session: Session, distributor_id: int) -> tuple[int, list[str]]:
-    """(the distributor whose regions apply, its regions): its own, else the nearest ancestor's."""
-    node: int | None = distributor_id
-    for _ in range(MAX_DEPTH + 1):
-        if node is None:
-            break
-        regions = own_regions(session, node)
+    """(the distributor whose regions apply, its regions): its own, else the nearest ancestor's
+    (one query up the hierarchy)."""
+    rows = session.execute(_UP, {"d": distributor_id, "max": MAX_DEPTH}).all()
+    for depth in sorted({r.depth for r in rows}):
+        regions = [r.region for r in rows if r.depth == depth and r.region is not None]
         if regions:
-            return node, regions
-        node = session.scalar(select(Distributor.parent_id).where(Distributor.id == node))
+            return next(r.id for r in rows if r.depth == depth), regions
     return distributor_id, []
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
-from trace.activation import ActivationState, activation_state, get_activation
+from trace.activation import ActivationState, activation_state
 from trace.codes import CodeRef
 from trace.distributors import authorised_regions, names_of
 from trace.packing import packing_history
@@ -63,17 +63,15 @@ def journey_steps(
     steps: list[JourneyStep] = []
     state = activation_state(session, code)
     if state is not None:
-        event = get_activation(session, state.activation_id)
-        if event is not None:
-            steps.append(
-                JourneyStep(
-                    kind="activated" if state.active else "deactivated",
-                    at=event.at,
-                    line=event.line,
-                    site=event.site,
-                    reason=event.reason,
-                )
+        steps.append(
+            JourneyStep(
+                kind="activated" if state.active else "deactivated",
+                at=state.at,
+                line=state.line,
+                site=state.site,
+                reason=state.reason,
             )
+        )
     history = packing_history(session, code)
     held = holding_units_from(history, code)
     for p in history:

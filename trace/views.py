@@ -49,6 +49,7 @@ from trace.distributors import (
     own_regions,
     update_distributor,
 )
+from trace.epcis import code_document, shipment_document
 from trace.errors import CodeUnknownError, ShipmentNotFoundError
 from trace.journey import code_trail, describe
 from trace.models import Distributor, Shipment
@@ -806,3 +807,64 @@ def _located(location: schemas.LocationIn | None) -> tuple[Located | None, str]:
         return locate(location.lat, location.lon, location.accuracy_m), "gps"
     except ValueError as exc:
         raise ValidationFailedError.field("location", str(exc)) from None
+
+
+# --- EPCIS 2.0 -----------------------------------------------------------------------------
+
+
+def _scan_host(tenant_id: int) -> str:
+    from core.models import Tenant
+
+    tenant = db_session().get(Tenant, tenant_id)
+    return (tenant.scan_host if tenant and tenant.scan_host else None) or (
+        app_runtime().settings.scan_host
+    )
+
+
+@api.get("/trace/epcis")
+@operation(
+    "A code's events as an EPCIS 2.0 JSON-LD document (commissioning, packing, shipping, "
+    "receiving)",
+    tag="trace",
+    query={"code": {"type": "string", "description": "token, short URL or GS1 Digital Link"}},
+)
+@_secured
+def get_code_epcis() -> Any:
+    principal, _ = _caller("read")
+    raw = request.args.get("code")
+    if not raw:
+        raise ValidationFailedError.field("code", "required")
+    document = code_document(
+        db_session(),
+        app_runtime(),
+        tenant_id=principal.tenant_id,
+        code=_code(raw, "code"),
+        scan_host=_scan_host(principal.tenant_id),
+    )
+    return _json_ld(document)
+
+
+@api.get("/trace/shipments/<id:shipment_id>/epcis")
+@operation(
+    "A shipment's events as an EPCIS 2.0 JSON-LD document (what each unit held when shipped)",
+    tag="trace",
+)
+@_secured
+def get_shipment_epcis(shipment_id: int) -> Any:
+    principal, _ = _caller("read")
+    document = shipment_document(
+        db_session(),
+        app_runtime(),
+        tenant_id=principal.tenant_id,
+        shipment_id=shipment_id,
+        scan_host=_scan_host(principal.tenant_id),
+    )
+    return _json_ld(document)
+
+
+def _json_ld(document: dict[str, Any]) -> Any:
+    from flask import current_app
+
+    response = current_app.json.response(document)
+    response.mimetype = "application/ld+json"
+    return response

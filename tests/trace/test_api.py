@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -457,3 +458,28 @@ def test_another_brand_sees_nothing(
             },
         )
         assert r.status_code == 404
+
+
+def test_epcis_documents_through_the_api(api: Call, runtime: Runtime, brand: Brand) -> None:
+    from tests.trace.test_epcis import SCHEMA_DIR, assert_valid
+
+    schema = json.loads((SCHEMA_DIR / "EPCISDocument.schema.json").read_text())
+
+    zj, _ = make_distributors(api)
+    pallet, items = pack_pallet(api, runtime, brand)
+    shipped = api("POST", "/trace/shipments", json={
+        "reference": "DN-77", "to_distributor_id": zj, "units": [pallet],
+    }).get_json()
+    api("POST", f"/trace/shipments/{shipped['id']}/receive", json={})
+    of_code = api("GET", "/trace/epcis", query_string={"code": items[0]})
+    assert of_code.status_code == 200 and of_code.mimetype == "application/ld+json"
+    document = of_code.get_json()
+    assert_valid(schema, document)
+    kinds = [(e["type"], e["bizStep"]) for e in document["epcisBody"]["eventList"]]
+    assert ("AggregationEvent", "packing") in kinds
+    assert kinds[-2:] == [("ObjectEvent", "shipping"), ("ObjectEvent", "receiving")]
+    of_shipment = api("GET", f"/trace/shipments/{shipped['id']}/epcis")
+    assert of_shipment.status_code == 200
+    assert_valid(schema, of_shipment.get_json())
+    assert api("GET", "/trace/shipments/999999/epcis").status_code == 404
+    assert api("GET", "/trace/epcis", query_string={"code": "nonsense"}).status_code == 422
