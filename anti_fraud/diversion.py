@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-import trace
+import traceability
 from anti_fraud import geo
 from anti_fraud.errors import DiversionAlertNotFoundError
 from anti_fraud.models import REVIEW_STATES, DiversionAlert, Scan
@@ -55,7 +55,7 @@ RECEIPT_WEIGHT = 1.0
 MAX_PLACES = 20
 
 
-def locate_point(lat: float, lon: float, accuracy_m: float | None = None) -> trace.Located:
+def locate_point(lat: float, lon: float, accuracy_m: float | None = None) -> traceability.Located:
     """A handheld's GPS fix as a place in sales-region terms (ValueError when impossible)."""
     return located(geo.locate_gps(lat, lon, accuracy_m))
 
@@ -64,7 +64,7 @@ def region_code(country: str | None, province: str | None, city: str | None) -> 
     """Where a scan was, as a region code: CN, CN-ZJ, CN-ZJ/杭州市."""
     if not country:
         return None
-    division = trace.province_iso(country, province)
+    division = traceability.province_iso(country, province)
     if division is None:
         return country
     return f"{division}/{city}" if city and country == "CN" else division
@@ -128,7 +128,7 @@ def evaluate_diversion(runtime: Runtime, *, now: dt.datetime | None = None) -> i
             ev.scans += 1
             ev.places[(region_code(c, p, city), source, precision)] += 1
             ev.seen(at)
-        for receipt in trace.receipts_outside(session, since=since, until=now):
+        for receipt in traceability.receipts_outside(session, since=since, until=now):
             if receipt.to_distributor_id is None or receipt.received_at is None:
                 continue
             ev = groups[(receipt.tenant_id, receipt.to_distributor_id, receipt.id)]
@@ -142,7 +142,7 @@ def evaluate_diversion(runtime: Runtime, *, now: dt.datetime | None = None) -> i
             threshold = get_thresholds(runtime, tenant_id, session).diversion_alert_score
             if ev.score < threshold or ev.first is None or ev.last is None:
                 continue
-            _, regions = trace.authorised_regions(session, dist)
+            _, regions = traceability.authorised_regions(session, dist)
             places = [
                 {"region": region, "source": source, "precision": precision, "count": count}
                 for (region, source, precision), count in ev.places.most_common(MAX_PLACES)
@@ -218,7 +218,7 @@ def list_diversion_alerts(
     if distributor_id is not None:
         stmt = stmt.where(DiversionAlert.distributor_id == distributor_id)
     if region:
-        code = trace.parse_region(region, field="region").code
+        code = traceability.parse_region(region, field="region").code
         stmt = stmt.where(DiversionAlert.seen_regions.contains(f"|{code}|", autoescape=True))
     if since is not None:
         stmt = stmt.where(DiversionAlert.last_seen_at >= since)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-import trace
+import traceability
 from anti_fraud import flood, geo
 from anti_fraud.errors import BlacklistEntryNotFoundError, ScanNotFoundError
 from anti_fraud.invalid import invalid_scan_row, spool_for
@@ -154,7 +154,7 @@ def record_valid_scan(
     batch_id: int,
     serial: int,
     request: ScanRequest,
-    trail: trace.CodeTrail | None = None,
+    trail: traceability.CodeTrail | None = None,
     now: dt.datetime | None = None,
 ) -> ScanOutcome:
     """Count the scan, judge it and record it, in the caller's transaction.
@@ -234,22 +234,24 @@ def record_valid_scan(
     )
 
 
-def located(place: geo.Place) -> trace.Located:
+def located(place: geo.Place) -> traceability.Located:
     """A place in the terms of sales regions (ISO 3166-2 province, official city name)."""
-    return trace.Located(
+    return traceability.Located(
         country=place.country,
-        division=trace.province_iso(place.country, place.province),
+        division=traceability.province_iso(place.country, place.province),
         city=place.city,
         precision=place.precision,
     )
 
 
-def diversion_of(trail: trace.CodeTrail | None, place: geo.Place) -> bool | None:
+def diversion_of(trail: traceability.CodeTrail | None, place: geo.Place) -> bool | None:
     """True: scanned outside the holder's regions; False: inside; None: cannot tell (not
     shipped, no regions, or a place too coarse for the regions)."""
     if trail is None or trail.holder_id is None or not trail.regions:
         return None
-    check = trace.region_check([trace.region_of_code(r) for r in trail.regions], located(place))
+    check = traceability.region_check(
+        [traceability.region_of_code(r) for r in trail.regions], located(place)
+    )
     return {"inside": False, "outside": True}.get(check)
 
 
@@ -333,8 +335,10 @@ def refine_location(
     values = place.as_dict()
     diverted = scan.diverted
     if scan.distributor_id is not None:
-        _, regions = trace.authorised_regions(session, scan.distributor_id)
-        check = trace.region_check([trace.region_of_code(r) for r in regions], located(place))
+        _, regions = traceability.authorised_regions(session, scan.distributor_id)
+        check = traceability.region_check(
+            [traceability.region_of_code(r) for r in regions], located(place)
+        )
         diverted = {"inside": False, "outside": True}.get(check, scan.diverted)
         if diverted and "diverted" not in signals:
             signals.append("diverted")

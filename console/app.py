@@ -8,7 +8,7 @@ from flask import Flask, jsonify, request
 
 import anti_fraud
 import codegen
-import trace
+import traceability
 from core.config import Settings
 from core.openapi import build_spec, operation
 from core.web import build_app
@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
     app.register_blueprint(codegen.api_blueprint(), url_prefix=API_PREFIX)
     app.register_blueprint(anti_fraud.api_blueprint(), url_prefix=API_PREFIX)
-    app.register_blueprint(trace.api_blueprint(), url_prefix=API_PREFIX)
+    app.register_blueprint(traceability.api_blueprint(), url_prefix=API_PREFIX)
     # Receipts carry the handheld's GPS: placed by the geolocation that scans use.
     app.extensions["yima.locate_gps"] = anti_fraud.locate_point
 

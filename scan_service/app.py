@@ -16,7 +16,7 @@ from flask import Flask, Response, jsonify, make_response, render_template, requ
 
 import anti_fraud
 import codegen
-import trace
+import traceability
 from core.config import Settings
 from core.models import Tenant
 from core.openapi import build_spec, operation, parse_body
@@ -83,7 +83,7 @@ def _journey(answer: ScanAnswer, lang: str) -> list[dict[str, str]]:
             "kind": step.kind,
             "at": step.at.isoformat(),
             "when": local_time(step.at, answer.timezone),
-            "text": trace.describe(step, lang),
+            "text": traceability.describe(step, lang),
         }
         for step in answer.journey
     ]
@@ -238,7 +238,11 @@ def create_app(settings: Settings | None = None) -> Flask:
             "lot": answer.lot,
             "production_date": answer.production_date,
             "journey": [
-                {"kind": step.kind, "at": step.at.isoformat(), "text": trace.describe(step, lang)}
+                {
+                    "kind": step.kind,
+                    "at": step.at.isoformat(),
+                    "text": traceability.describe(step, lang),
+                }
                 for step in answer.journey
             ],
         }

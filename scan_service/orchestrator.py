@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 import anti_fraud
 import codegen
-import trace
+import traceability
 from core.runtime import Runtime
 
 
@@ -41,7 +41,7 @@ class ScanAnswer:
     first_place: dict[str, object] | None = None
     scan_count: int = 0
     timezone: str = "Asia/Shanghai"
-    journey: tuple[trace.JourneyStep, ...] = ()
+    journey: tuple[traceability.JourneyStep, ...] = ()
     # For the brand and the logs only, never rendered to a consumer:
     reason: str | None = None
     signals: tuple[str, ...] = ()
@@ -76,11 +76,11 @@ def scan(
 
     # 3. The code's trail: activated at the line? packed, shipped, held by which distributor
     #    with which authorised regions? (No query for a brand that does not trace.)
-    trail = trace.code_trail(
+    trail = traceability.code_trail(
         runtime,
         session,
         tenant_id=context.tenant_id,
-        code=trace.CodeRef(context.batch_id, verification.serial),
+        code=traceability.CodeRef(context.batch_id, verification.serial),
     )
 
     # 4. Count, judge and record the scan (first scan decided by the database; a scan outside

@@ -487,7 +487,7 @@ def trace_activate(
     site: str,
 ) -> None:
     """Activate serials FIRST..LAST of a batch (one row, however many codes)."""
-    import trace
+    import traceability
 
     with unit_of_work() as (runtime, session):
         tenant = resolve_tenant(session, tenant_slug)
@@ -496,13 +496,13 @@ def trace_activate(
             raise ValidationFailedError.field(
                 "--last", f"serials must satisfy 1 <= first <= last <= {batch.quantity}"
             )
-        event = trace.record_activation(
+        event = traceability.record_activation(
             session,
             runtime,
             tenant_id=tenant.id,
             action="deactivate" if reason else "activate",
             scope="range",
-            ranges=[trace.SerialRange(batch_id, first_serial, last_serial)],
+            ranges=[traceability.SerialRange(batch_id, first_serial, last_serial)],
             operator=CLI_ACTOR,
             reason=reason,
             line=line,
@@ -520,7 +520,7 @@ def trace_pack(tenant_slug: str | None, csv_file: Any, line: str) -> None:
     """Upload a packing line's parent,child CSV (all or nothing)."""
     import csv
 
-    import trace
+    import traceability
 
     rows = [r for r in csv.reader(csv_file) if r and any(c.strip() for c in r)]
     if rows and rows[0][0].strip().lower() == "parent":
@@ -531,10 +531,10 @@ def trace_pack(tenant_slug: str | None, csv_file: Any, line: str) -> None:
         tenant = resolve_tenant(session, tenant_slug)
         texts = [t for r in rows for t in r]
         fields = [f"line {i // 2 + 1}" for i in range(len(texts))]
-        refs = trace.resolve_codes(
+        refs = traceability.resolve_codes(
             runtime, session, tenant_id=tenant.id, texts=texts, fields=fields
         )
-        done = trace.pack(
+        done = traceability.pack(
             session,
             runtime,
             tenant_id=tenant.id,
@@ -552,17 +552,19 @@ def trace_pack(tenant_slug: str | None, csv_file: Any, line: str) -> None:
 @handle_errors
 def trace_journey(tenant_slug: str | None, code: str, lang: str) -> None:
     """Print a code's journey: activation, packing, shipments, receipts."""
-    import trace
+    import traceability
 
     with unit_of_work() as (runtime, session):
         tenant = resolve_tenant(session, tenant_slug)
-        ref = trace.resolve_code(runtime, session, tenant_id=tenant.id, text=code, field="code")
-        trail = trace.code_trail(runtime, session, tenant_id=tenant.id, code=ref)
+        ref = traceability.resolve_code(
+            runtime, session, tenant_id=tenant.id, text=code, field="code"
+        )
+        trail = traceability.code_trail(runtime, session, tenant_id=tenant.id, code=ref)
         click.echo(
             f"batch {ref.batch_id} #{ref.serial}: {'active' if trail.active else 'inactive'}"
         )
         for step in trail.steps:
-            click.echo(f"  {step.at:%Y-%m-%d %H:%M} UTC  {trace.describe(step, lang)}")
+            click.echo(f"  {step.at:%Y-%m-%d %H:%M} UTC  {traceability.describe(step, lang)}")
 
 
 @main.group()
@@ -598,7 +600,7 @@ def diversion_alerts(
 ) -> None:
     """List diversion alerts with their evidence, highest score first."""
     import anti_fraud
-    import trace
+    import traceability
 
     with unit_of_work() as (_, session):
         tenant = resolve_tenant(session, tenant_slug)
@@ -613,10 +615,10 @@ def diversion_alerts(
             status=status,
         )
         for alert in sorted(alerts, key=lambda a: -a.score):
-            party = trace.get_distributor(
+            party = traceability.get_distributor(
                 session, tenant_id=tenant.id, distributor_id=alert.distributor_id
             )
-            shipment = trace.get_shipment_or_raise(
+            shipment = traceability.get_shipment_or_raise(
                 session, tenant_id=tenant.id, shipment_id=alert.shipment_id
             )
             click.echo(

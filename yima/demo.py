@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from sqlalchemy.orm import Session
 
 import codegen
-import trace
+import traceability
 from core import services as core_services
 from core.runtime import Runtime
 from core.tasks import wait_for_in_process_tasks
@@ -121,14 +121,14 @@ def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id:
     onto a pallet (codes 1,000, 999 and 998 of the batch are the labels), shipped to the
     Zhejiang distributor and received in Hangzhou; case one went on to a dealer in Hangzhou."""
     at = dt.datetime(2026, 11, 3, 9, 30, tzinfo=dt.UTC)
-    ref = trace.CodeRef
-    trace.record_activation(
+    ref = traceability.CodeRef
+    traceability.record_activation(
         session,
         runtime,
         tenant_id=tenant_id,
         action="activate",
         scope="range",
-        ranges=[trace.SerialRange(batch_id, 1, 1000)],
+        ranges=[traceability.SerialRange(batch_id, 1, 1000)],
         operator="demo",
         line="L1",
         site="杭州西湖茶厂",
@@ -137,7 +137,7 @@ def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id:
     pallet, cases = ref(batch_id, 1000), [ref(batch_id, 999), ref(batch_id, 998)]
     pairs = [(cases[n // 24], ref(batch_id, n + 1)) for n in range(48)]
     pairs += [(pallet, case) for case in cases]
-    trace.pack(
+    traceability.pack(
         session,
         runtime,
         tenant_id=tenant_id,
@@ -146,7 +146,7 @@ def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id:
         line="L1",
         at=at + dt.timedelta(hours=2),
     )
-    zj = trace.create_distributor(
+    zj = traceability.create_distributor(
         session,
         tenant_id=tenant_id,
         code="ZJ-001",
@@ -154,7 +154,7 @@ def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id:
         level="provincial",
         regions=["CN-ZJ"],
     )
-    dealer = trace.create_distributor(
+    dealer = traceability.create_distributor(
         session,
         tenant_id=tenant_id,
         code="HZ-017",
@@ -164,7 +164,7 @@ def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id:
         parent_id=zj.id,
         regions=["CN-ZJ/杭州市"],
     )
-    shipment = trace.ship(
+    shipment = traceability.ship(
         session,
         runtime,
         tenant_id=tenant_id,
@@ -174,15 +174,15 @@ def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id:
         operator="demo",
         at=at + dt.timedelta(days=1),
     )
-    trace.receive(
+    traceability.receive(
         session,
         tenant_id=tenant_id,
         shipment_id=shipment.id,
         operator="demo",
-        location=trace.Located("CN", "CN-ZJ", "杭州市", "city"),
+        location=traceability.Located("CN", "CN-ZJ", "杭州市", "city"),
         at=at + dt.timedelta(days=2),
     )
-    trace.ship(
+    traceability.ship(
         session,
         runtime,
         tenant_id=tenant_id,

@@ -13,7 +13,7 @@ import anti_fraud
 import codegen
 import console
 import scan_service
-import trace
+import traceability
 from core.runtime import Runtime
 from tests.factories import Brand, make_brand
 from yima.cli import main
@@ -242,12 +242,33 @@ def test_the_cli_lists_alerts_per_distributor(
 
 
 def test_trace_region_check_at_each_precision() -> None:
-    zj = [trace.parse_region("CN-ZJ")]
-    hz = [trace.parse_region("CN-ZJ/杭州")]
-    assert trace.region_check(zj, trace.Located("CN", "CN-ZJ", "杭州市", "city")) == "inside"
-    assert trace.region_check(zj, trace.Located("CN", "CN-JS", None, "province")) == "outside"
-    assert trace.region_check(zj, trace.Located("CN", None, None, "country")) == "unknown"
-    assert trace.region_check(zj, trace.Located("US", None, None, "country")) == "outside"
-    assert trace.region_check(hz, trace.Located("CN", "CN-ZJ", None, "province")) == "unknown"
-    assert trace.region_check(hz, trace.Located("CN", "CN-ZJ", "宁波市", "city")) == "outside"
-    assert trace.region_check([], trace.Located("CN", "CN-ZJ", "宁波市", "city")) == "unknown"
+    zj = [traceability.parse_region("CN-ZJ")]
+    hz = [traceability.parse_region("CN-ZJ/杭州")]
+    assert (
+        traceability.region_check(zj, traceability.Located("CN", "CN-ZJ", "杭州市", "city"))
+        == "inside"
+    )
+    assert (
+        traceability.region_check(zj, traceability.Located("CN", "CN-JS", None, "province"))
+        == "outside"
+    )
+    assert (
+        traceability.region_check(zj, traceability.Located("CN", None, None, "country"))
+        == "unknown"
+    )
+    assert (
+        traceability.region_check(zj, traceability.Located("US", None, None, "country"))
+        == "outside"
+    )
+    assert (
+        traceability.region_check(hz, traceability.Located("CN", "CN-ZJ", None, "province"))
+        == "unknown"
+    )
+    assert (
+        traceability.region_check(hz, traceability.Located("CN", "CN-ZJ", "宁波市", "city"))
+        == "outside"
+    )
+    assert (
+        traceability.region_check([], traceability.Located("CN", "CN-ZJ", "宁波市", "city"))
+        == "unknown"
+    )

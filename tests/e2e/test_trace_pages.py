@@ -15,10 +15,10 @@ from werkzeug.serving import make_server
 
 import codegen
 import scan_service
-import trace
+import traceability
 from core.runtime import Runtime
 from tests.factories import make_brand
-from trace.activation import SerialRange
+from traceability.activation import SerialRange
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(
@@ -70,7 +70,7 @@ def test_a_traced_code_and_a_product_link_in_the_browser(
 ) -> None:
     with runtime.db.unit_of_work() as session:
         brand = make_brand(session, runtime, quantity=30)
-        trace.record_activation(
+        traceability.record_activation(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -82,7 +82,7 @@ def test_a_traced_code_and_a_product_link_in_the_browser(
             site="杭州工厂",
             at=T0,
         )
-        east = trace.create_distributor(
+        east = traceability.create_distributor(
             session,
             tenant_id=brand.tenant_id,
             code="ZJ-01",
@@ -90,16 +90,16 @@ def test_a_traced_code_and_a_product_link_in_the_browser(
             level="provincial",
             regions=["CN-ZJ"],
         )
-        case = trace.CodeRef(brand.batch_id, 30)
-        trace.pack(
+        case = traceability.CodeRef(brand.batch_id, 30)
+        traceability.pack(
             session,
             runtime,
             tenant_id=brand.tenant_id,
-            pairs=[(case, trace.CodeRef(brand.batch_id, s)) for s in range(1, 13)],
+            pairs=[(case, traceability.CodeRef(brand.batch_id, s)) for s in range(1, 13)],
             operator="plc",
             at=T0 + dt.timedelta(hours=1),
         )
-        shipment = trace.ship(
+        shipment = traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -109,7 +109,7 @@ def test_a_traced_code_and_a_product_link_in_the_browser(
             operator="warehouse",
             at=T0 + dt.timedelta(hours=3),
         )
-        trace.receive(
+        traceability.receive(
             session,
             tenant_id=brand.tenant_id,
             shipment_id=shipment.id,

@@ -15,11 +15,11 @@ from sqlalchemy import text
 
 import codegen
 import scan_service
-import trace
+import traceability
 from core.runtime import Runtime
 from scan_service.schemas import ScanOut
 from tests.factories import Brand, make_brand
-from trace.activation import SerialRange
+from traceability.activation import SerialRange
 
 # Late evening in UTC is the next morning in Shanghai: a time shown in UTC would be caught.
 T0 = dt.datetime(2026, 11, 20, 20, 30, tzinfo=dt.UTC)
@@ -52,15 +52,15 @@ def brand(runtime: Runtime) -> Brand:
         return make_brand(session, runtime, quantity=200)
 
 
-def ref(brand: Brand, serial: int) -> trace.CodeRef:
-    return trace.CodeRef(brand.batch_id, serial)
+def ref(brand: Brand, serial: int) -> traceability.CodeRef:
+    return traceability.CodeRef(brand.batch_id, serial)
 
 
 def record_journey(runtime: Runtime, brand: Brand) -> int:
     """Activate 1..100 at the line, pack 1..24 into case 100, ship it to the provincial
     distributor, who receives it the next day. Returns the distributor's id."""
     with runtime.db.unit_of_work() as session:
-        trace.record_activation(
+        traceability.record_activation(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -73,7 +73,7 @@ def record_journey(runtime: Runtime, brand: Brand) -> int:
             at=T0,
         )
     with runtime.db.unit_of_work() as session:
-        east = trace.create_distributor(
+        east = traceability.create_distributor(
             session,
             tenant_id=brand.tenant_id,
             code="ZJ-01",
@@ -81,7 +81,7 @@ def record_journey(runtime: Runtime, brand: Brand) -> int:
             level="provincial",
             regions=["CN-ZJ"],
         )
-        trace.pack(
+        traceability.pack(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -89,7 +89,7 @@ def record_journey(runtime: Runtime, brand: Brand) -> int:
             operator=OPERATORS[1],
             at=T0 + dt.timedelta(hours=1),
         )
-        shipment = trace.ship(
+        shipment = traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -99,7 +99,7 @@ def record_journey(runtime: Runtime, brand: Brand) -> int:
             operator=OPERATORS[2],
             at=T0 + dt.timedelta(hours=3),
         )
-        trace.receive(
+        traceability.receive(
             session,
             tenant_id=brand.tenant_id,
             shipment_id=shipment.id,

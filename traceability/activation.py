@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
-from trace.codes import CodeRef
-from trace.models import DEACTIVATION_REASONS, Activation, ActivationSpan
-from trace.packing import contents_of
-from trace.settings import mark_in_use
+from traceability.codes import CodeRef
+from traceability.models import DEACTIVATION_REASONS, Activation, ActivationSpan
+from traceability.packing import contents_of
+from traceability.settings import mark_in_use
 
 MAX_ROLL_SIZE = 10_000_000
 

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import func, select
 
 import codegen
-import trace
+import traceability
 from core.runtime import Runtime
 from tests.factories import Brand, make_brand
-from trace.activation import SerialRange
-from trace.errors import NotActivatedError, NotHeldError, PackingConflictError
-from trace.models import ActivationSpan, ShipmentRange, ShipmentUnit
+from traceability.activation import SerialRange
+from traceability.errors import NotActivatedError, NotHeldError, PackingConflictError
+from traceability.models import ActivationSpan, ShipmentRange, ShipmentUnit
 
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
 
@@ -24,13 +24,13 @@ def brand(runtime: Runtime) -> Brand:
         return make_brand(session, runtime, quantity=10_000)
 
 
-def ref(brand: Brand, serial: int) -> trace.CodeRef:
-    return trace.CodeRef(brand.batch_id, serial)
+def ref(brand: Brand, serial: int) -> traceability.CodeRef:
+    return traceability.CodeRef(brand.batch_id, serial)
 
 
 def activate(runtime: Runtime, brand: Brand, first: int, last: int, **kw: object) -> None:
     with runtime.db.unit_of_work() as session:
-        trace.record_activation(
+        traceability.record_activation(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -47,7 +47,7 @@ def activate(runtime: Runtime, brand: Brand, first: int, last: int, **kw: object
 
 def state(runtime: Runtime, brand: Brand, serial: int) -> bool | None:
     with runtime.db.read_only() as session:
-        found = trace.activation_state(session, ref(brand, serial))
+        found = traceability.activation_state(session, ref(brand, serial))
         return None if found is None else found.active
 
 
@@ -95,7 +95,7 @@ def test_a_code_never_touched_by_the_line_has_no_state(runtime: Runtime, brand: 
 def test_packing_is_all_or_nothing_and_one_parent_at_a_time(runtime: Runtime, brand: Brand) -> None:
     case_a, case_b = ref(brand, 9_001), ref(brand, 9_002)
     with runtime.db.unit_of_work() as session:
-        done = trace.pack(
+        done = traceability.pack(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -105,7 +105,7 @@ def test_packing_is_all_or_nothing_and_one_parent_at_a_time(runtime: Runtime, br
         )
     assert (done.packed, done.already_packed) == (24, 0)
     with runtime.db.unit_of_work() as session:  # the line controller retries: nothing to do
-        again = trace.pack(
+        again = traceability.pack(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -114,7 +114,7 @@ def test_packing_is_all_or_nothing_and_one_parent_at_a_time(runtime: Runtime, br
         )
     assert (again.packed, again.already_packed) == (0, 24)
     with pytest.raises(PackingConflictError), runtime.db.unit_of_work() as session:
-        trace.pack(
+        traceability.pack(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -123,10 +123,13 @@ def test_packing_is_all_or_nothing_and_one_parent_at_a_time(runtime: Runtime, br
         )
     with runtime.db.read_only() as session:
         # The conflicting upload changed nothing: item 30 is in no case.
-        assert trace.contents_of(session, tenant_id=brand.tenant_id, parents=[case_b]) == []
-        assert len(trace.contents_of(session, tenant_id=brand.tenant_id, parents=[case_a])) == 24
+        assert traceability.contents_of(session, tenant_id=brand.tenant_id, parents=[case_b]) == []
+        assert (
+            len(traceability.contents_of(session, tenant_id=brand.tenant_id, parents=[case_a]))
+            == 24
+        )
     with pytest.raises(PackingConflictError), runtime.db.unit_of_work() as session:
-        trace.pack(
+        traceability.pack(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -141,7 +144,7 @@ def test_shipping_a_pallet_writes_one_row_and_reaches_every_item(
     activate(runtime, brand, 1, 10_000)
     pallet = ref(brand, 9_999)
     with runtime.db.unit_of_work() as session:
-        east = trace.create_distributor(
+        east = traceability.create_distributor(
             session,
             tenant_id=brand.tenant_id,
             code="ZJ-01",
@@ -149,7 +152,7 @@ def test_shipping_a_pallet_writes_one_row_and_reaches_every_item(
             level="provincial",
             regions=["CN-ZJ"],
         )
-        dealer = trace.create_distributor(
+        dealer = traceability.create_distributor(
             session,
             tenant_id=brand.tenant_id,
             code="HZ-07",
@@ -160,7 +163,7 @@ def test_shipping_a_pallet_writes_one_row_and_reaches_every_item(
         ids = (east.id, dealer.id)
         for c in range(10):
             case = ref(brand, 9_000 + c)
-            trace.pack(
+            traceability.pack(
                 session,
                 runtime,
                 tenant_id=brand.tenant_id,
@@ -168,7 +171,7 @@ def test_shipping_a_pallet_writes_one_row_and_reaches_every_item(
                 operator="plc",
                 at=T0,
             )
-            trace.pack(
+            traceability.pack(
                 session,
                 runtime,
                 tenant_id=brand.tenant_id,
@@ -176,7 +179,7 @@ def test_shipping_a_pallet_writes_one_row_and_reaches_every_item(
                 operator="plc",
                 at=T0,
             )
-        shipment = trace.ship(
+        shipment = traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -189,12 +192,14 @@ def test_shipping_a_pallet_writes_one_row_and_reaches_every_item(
         assert shipment.code_count == 1 + 10 + 240
         assert session.scalar(select(func.count()).select_from(ShipmentUnit)) == 1
     with runtime.db.unit_of_work() as session:
-        trail = trace.code_trail(runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 17))
+        trail = traceability.code_trail(
+            runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 17)
+        )
     assert trail.active and trail.holder_id == ids[0] and trail.regions == ("CN-ZJ",)
     assert [s.kind for s in trail.steps] == ["activated", "packed", "packed", "shipped"]
     # The provincial distributor breaks the pallet and ships one case on to its dealer.
     with runtime.db.unit_of_work() as session:
-        trace.ship(
+        traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -206,14 +211,18 @@ def test_shipping_a_pallet_writes_one_row_and_reaches_every_item(
             at=T0 + dt.timedelta(days=2),
         )
     with runtime.db.unit_of_work() as session:
-        moved = trace.code_trail(runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 17))
-        stayed = trace.code_trail(runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 30))
+        moved = traceability.code_trail(
+            runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 17)
+        )
+        stayed = traceability.code_trail(
+            runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 30)
+        )
     # The dealer has no regions of its own: it sells where its distributor may.
     assert moved.holder_id == ids[1] and moved.regions == ("CN-ZJ",)
     assert stayed.holder_id == ids[0]
     # The brand no longer holds the pallet: shipping it again is refused.
     with pytest.raises(NotHeldError), runtime.db.unit_of_work() as session:
-        trace.ship(
+        traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -230,7 +239,7 @@ def test_shipping_deactivated_or_unactivated_codes_is_refused(
     activate(runtime, brand, 1, 100)
     activate(runtime, brand, 50, 50, action="deactivate", reason="damaged")
     with runtime.db.unit_of_work() as session:
-        east = trace.create_distributor(
+        east = traceability.create_distributor(
             session,
             tenant_id=brand.tenant_id,
             code="E",
@@ -240,7 +249,7 @@ def test_shipping_deactivated_or_unactivated_codes_is_refused(
         )
         east_id = east.id
     with pytest.raises(NotActivatedError), runtime.db.unit_of_work() as session:
-        trace.ship(
+        traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -250,11 +259,11 @@ def test_shipping_deactivated_or_unactivated_codes_is_refused(
             operator="w",
         )
     with runtime.db.unit_of_work() as session:
-        trace.update_trace_settings(
+        traceability.update_trace_settings(
             session, runtime, tenant_id=brand.tenant_id, require_activation=True
         )
     with pytest.raises(NotActivatedError), runtime.db.unit_of_work() as session:
-        trace.ship(
+        traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -264,7 +273,7 @@ def test_shipping_deactivated_or_unactivated_codes_is_refused(
             operator="w",
         )
     with runtime.db.unit_of_work() as session:
-        trace.ship(
+        traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -275,9 +284,13 @@ def test_shipping_deactivated_or_unactivated_codes_is_refused(
         )
         assert session.scalar(select(func.count()).select_from(ShipmentRange)) == 1
     with runtime.db.unit_of_work() as session:
-        shipped = trace.code_trail(runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 60))
-        never = trace.code_trail(runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 500))
-        withdrawn = trace.code_trail(
+        shipped = traceability.code_trail(
+            runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 60)
+        )
+        never = traceability.code_trail(
+            runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 500)
+        )
+        withdrawn = traceability.code_trail(
             runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 50)
         )
     assert shipped.holder_id == east_id and shipped.active
@@ -288,5 +301,7 @@ def test_shipping_deactivated_or_unactivated_codes_is_refused(
 def test_a_brand_without_traceability_costs_a_scan_no_query(runtime: Runtime, brand: Brand) -> None:
     with runtime.db.unit_of_work() as session:
         codegen.get_batch_or_raise(session, tenant_id=brand.tenant_id, batch_id=brand.batch_id)
-        trail = trace.code_trail(runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 1))
+        trail = traceability.code_trail(
+            runtime, session, tenant_id=brand.tenant_id, code=ref(brand, 1)
+        )
     assert trail.active and trail.steps == () and trail.holder_id is None

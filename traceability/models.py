@@ -72,7 +72,7 @@ class Distributor(Base):
 
 
 class DistributorRegion(Base):
-    """One authorised sales region of a distributor (trace/regions.py: CN, CN-ZJ, CN-ZJ/杭州市)."""
+    """One authorised sales region of a distributor: CN, CN-ZJ, CN-ZJ/杭州市 (regions.py)."""
 
     __tablename__ = "trace_distributor_regions"
 
@@ -240,7 +240,7 @@ class ShipmentRange(Base):
 
 
 class TraceSettings(Base):
-    """A brand's traceability settings (trace/settings.py)."""
+    """A brand's traceability settings (traceability/settings.py)."""
 
     __tablename__ = "trace_settings"
 

@@ -6,7 +6,7 @@ Other packages use these names only.
 
 from flask import Blueprint
 
-from trace.activation import (
+from traceability.activation import (
     SerialRange,
     activate_case,
     activation_state,
@@ -15,8 +15,8 @@ from trace.activation import (
     record_activation,
     roll_range,
 )
-from trace.codes import CodeRef, resolve_code, resolve_codes
-from trace.distributors import (
+from traceability.codes import CodeRef, resolve_code, resolve_codes
+from traceability.distributors import (
     authorised_regions,
     bind_api_key,
     create_distributor,
@@ -26,11 +26,18 @@ from trace.distributors import (
     list_distributors,
     update_distributor,
 )
-from trace.journey import CodeTrail, JourneyStep, code_trail, describe, journey_steps
-from trace.packing import PackResult, contents_of, pack, unpack
-from trace.regions import Located, Region, parse_region, province_iso, region_check, region_of_code
-from trace.settings import TraceConfig, get_trace_config, update_trace_settings
-from trace.shipments import (
+from traceability.journey import CodeTrail, JourneyStep, code_trail, describe, journey_steps
+from traceability.packing import PackResult, contents_of, pack, unpack
+from traceability.regions import (
+    Located,
+    Region,
+    parse_region,
+    province_iso,
+    region_check,
+    region_of_code,
+)
+from traceability.settings import TraceConfig, get_trace_config, update_trace_settings
+from traceability.shipments import (
     Movement,
     get_shipment_or_raise,
     list_shipments,
@@ -43,7 +50,7 @@ from trace.shipments import (
 
 def api_blueprint() -> Blueprint:
     """The traceability API blueprint (mounted under /api/v1 by the console)."""
-    from trace.views import api
+    from traceability.views import api
 
     return api
 

@@ -1,5 +1,5 @@
 """Distributors: the brand's hierarchy of national / provincial distributors, dealers and
-retailers, each with its channel and authorised sales regions (trace/regions.py).
+retailers, each with its channel and authorised sales regions (traceability/regions.py).
 
 A distributor with no regions of its own sells where its parent may: the authorised regions of a
 dealer are its own if it has any, else the nearest ancestor's.
@@ -14,15 +14,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import ValidationFailedError
-from trace.errors import DistributorConflictError, DistributorNotFoundError
-from trace.models import (
+from traceability.errors import DistributorConflictError, DistributorNotFoundError
+from traceability.models import (
     CHANNELS,
     DISTRIBUTOR_LEVELS,
     Distributor,
     DistributorKey,
     DistributorRegion,
 )
-from trace.regions import parse_regions
+from traceability.regions import parse_regions
 
 MAX_DEPTH = 8
 

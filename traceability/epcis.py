@@ -11,9 +11,9 @@ What maps to what (CBV 2.0 short names, as the EPCIS 2.0 JSON-LD context defines
 * a packing of the code, of a unit holding it (while it held it), or into the code: an
   AggregationEvent ``ADD`` bizStep ``packing`` per packing row (parentID, childEPCs); its
   unpacking: AggregationEvent ``DELETE`` bizStep ``unpacking``;
-* a movement (:func:`trace.shipments.movements_of`): ObjectEvent ``OBSERVE`` bizStep ``shipping``,
-  disposition ``in_transit`` (``returned`` for a return), then bizStep ``receiving``, disposition
-  ``in_progress``, once received. A code's document lists the unit that was shipped (the pallet
+* a movement (:func:`traceability.shipments.movements_of`): ObjectEvent ``OBSERVE`` bizStep
+  ``shipping``, disposition ``in_transit`` (``returned`` for a return), then bizStep
+  ``receiving``, disposition ``in_progress``, once received. A code's document lists the unit that was shipped (the pallet
   that carried it; the aggregation events say what was inside), a shipment's document lists
   every unit and loose range, plus an AggregationEvent ``OBSERVE`` per unit saying what it held
   at ship time. Both carry the delivery note (bizTransaction ``desadv``) and the sender and
@@ -51,12 +51,12 @@ from sqlalchemy.orm import Session
 import codegen
 from core.db import utcnow
 from core.runtime import Runtime
-from trace.activation import SerialRange, activation_state
-from trace.codes import CodeRef
-from trace.errors import CodeUnknownError
-from trace.models import Activation, Packing, Shipment
-from trace.packing import IN_CHUNK, MAX_DEPTH
-from trace.shipments import Movement, get_shipment_or_raise, movements_of, shipment_contents
+from traceability.activation import SerialRange, activation_state
+from traceability.codes import CodeRef
+from traceability.errors import CodeUnknownError
+from traceability.models import Activation, Packing, Shipment
+from traceability.packing import IN_CHUNK, MAX_DEPTH
+from traceability.shipments import Movement, get_shipment_or_raise, movements_of, shipment_contents
 
 CONTEXT = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
 GS1_RESOLVER = "https://id.gs1.org"

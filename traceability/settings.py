@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from core.db import after_commit, insert_ignore, utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
-from trace.models import TraceSettings
+from traceability.models import TraceSettings
 
 SETTINGS_TTL = 30.0
 _cache: dict[tuple[int, int], tuple[float, TraceConfig]] = {}

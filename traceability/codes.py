@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 import codegen
 from core.runtime import Runtime
-from trace.errors import CodeUnknownError
+from traceability.errors import CodeUnknownError
 
 MAX_CODE_LENGTH = 300
 MAX_ERRORS_NAMED = 20

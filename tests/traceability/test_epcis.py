@@ -20,12 +20,12 @@ import jsonschema_rs
 import pytest
 
 import codegen
-import trace
+import traceability
 from core.runtime import Runtime
 from tests.factories import Brand, make_brand
-from trace.activation import SerialRange
-from trace.epcis import code_document, shipment_document
-from trace.errors import CodeUnknownError, ShipmentNotFoundError
+from traceability.activation import SerialRange
+from traceability.epcis import code_document, shipment_document
+from traceability.errors import CodeUnknownError, ShipmentNotFoundError
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "data" / "epcis2"
 EPCIS2_JS_VERSION = "2.7.3"
@@ -60,8 +60,8 @@ class History:
     distributor_id: int
     shipment_id: int
 
-    def ref(self, serial: int) -> trace.CodeRef:
-        return trace.CodeRef(self.brand.batch_id, serial)
+    def ref(self, serial: int) -> traceability.CodeRef:
+        return traceability.CodeRef(self.brand.batch_id, serial)
 
 
 @pytest.fixture(params=["short", "gs1"])
@@ -73,11 +73,11 @@ def history(runtime: Runtime, request: pytest.FixtureRequest) -> History:
     with runtime.db.unit_of_work() as session:
         brand = make_brand(session, runtime, quantity=10_000, url_form=form)
 
-    def ref(serial: int) -> trace.CodeRef:
-        return trace.CodeRef(brand.batch_id, serial)
+    def ref(serial: int) -> traceability.CodeRef:
+        return traceability.CodeRef(brand.batch_id, serial)
 
     with runtime.db.unit_of_work() as session:
-        trace.record_activation(
+        traceability.record_activation(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -91,7 +91,7 @@ def history(runtime: Runtime, request: pytest.FixtureRequest) -> History:
         )
     for case, first in ((CASE_A, 1), (CASE_B, 25)):  # one upload (unit of work) per case
         with runtime.db.unit_of_work() as session:
-            trace.pack(
+            traceability.pack(
                 session,
                 runtime,
                 tenant_id=brand.tenant_id,
@@ -101,13 +101,13 @@ def history(runtime: Runtime, request: pytest.FixtureRequest) -> History:
                 at=T0 + dt.timedelta(hours=1),
             )
     with runtime.db.unit_of_work() as session:
-        trace.unpack(
+        traceability.unpack(
             session,
             tenant_id=brand.tenant_id,
             children=[ref(48)],
             at=T0 + dt.timedelta(minutes=90),
         )
-        trace.record_activation(
+        traceability.record_activation(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -119,7 +119,7 @@ def history(runtime: Runtime, request: pytest.FixtureRequest) -> History:
             at=T0 + dt.timedelta(minutes=100),
         )
     with runtime.db.unit_of_work() as session:
-        trace.pack(
+        traceability.pack(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -128,7 +128,7 @@ def history(runtime: Runtime, request: pytest.FixtureRequest) -> History:
             line="Palletiser",
             at=T0 + dt.timedelta(hours=2),
         )
-        east = trace.create_distributor(
+        east = traceability.create_distributor(
             session,
             tenant_id=brand.tenant_id,
             code="ZJ-01",
@@ -136,7 +136,7 @@ def history(runtime: Runtime, request: pytest.FixtureRequest) -> History:
             level="provincial",
             regions=["CN-ZJ"],
         )
-        shipment = trace.ship(
+        shipment = traceability.ship(
             session,
             runtime,
             tenant_id=brand.tenant_id,
@@ -152,7 +152,7 @@ def history(runtime: Runtime, request: pytest.FixtureRequest) -> History:
         )
         ids = (east.id, shipment.id)
     with runtime.db.unit_of_work() as session:
-        trace.receive(
+        traceability.receive(
             session,
             tenant_id=brand.tenant_id,
             shipment_id=ids[1],
@@ -318,7 +318,7 @@ def test_a_return_is_exported_with_the_returned_disposition(
     runtime: Runtime, history: History, schema: dict[str, Any]
 ) -> None:
     with runtime.db.unit_of_work() as session:
-        trace.ship(
+        traceability.ship(
             session,
             runtime,
             tenant_id=history.brand.tenant_id,
@@ -366,7 +366,7 @@ def test_another_brand_gets_neither_the_shipment_nor_the_code(runtime: Runtime) 
     with runtime.db.unit_of_work() as session:
         ours = make_brand(session, runtime, quantity=100)
         rival = make_brand(session, runtime, slug="rival", quantity=100)
-        trace.record_activation(
+        traceability.record_activation(
             session,
             runtime,
             tenant_id=ours.tenant_id,
@@ -376,12 +376,12 @@ def test_another_brand_gets_neither_the_shipment_nor_the_code(runtime: Runtime) 
             operator="line",
             at=T0,
         )
-        shipment_id = trace.ship(
+        shipment_id = traceability.ship(
             session,
             runtime,
             tenant_id=ours.tenant_id,
             reference="DN-1",
-            to_distributor_id=trace.create_distributor(
+            to_distributor_id=traceability.create_distributor(
                 session, tenant_id=ours.tenant_id, code="E", name="East", level="national"
             ).id,
             ranges=[SerialRange(ours.batch_id, 1, 10)],
@@ -402,7 +402,7 @@ def test_another_brand_gets_neither_the_shipment_nor_the_code(runtime: Runtime) 
                 session,
                 runtime,
                 tenant_id=rival.tenant_id,
-                code=trace.CodeRef(ours.batch_id, 1),
+                code=traceability.CodeRef(ours.batch_id, 1),
                 scan_host=HOST,
             )
         with pytest.raises(CodeUnknownError):  # beyond the batch: no such code
@@ -410,7 +410,7 @@ def test_another_brand_gets_neither_the_shipment_nor_the_code(runtime: Runtime) 
                 session,
                 runtime,
                 tenant_id=ours.tenant_id,
-                code=trace.CodeRef(ours.batch_id, 101),
+                code=traceability.CodeRef(ours.batch_id, 101),
                 scan_host=HOST,
             )
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from core.runtime import Runtime
-from trace.activation import ActivationState, activation_state
-from trace.codes import CodeRef
-from trace.distributors import authorised_regions, names_of
-from trace.packing import packing_history
-from trace.settings import get_trace_config
-from trace.shipments import Movement, holding_units_from, movements_of
+from traceability.activation import ActivationState, activation_state
+from traceability.codes import CodeRef
+from traceability.distributors import authorised_regions, names_of
+from traceability.packing import packing_history
+from traceability.settings import get_trace_config
+from traceability.shipments import Movement, holding_units_from, movements_of
 
 STEP_KINDS = ("activated", "deactivated", "packed", "unpacked", "shipped", "received", "returned")
 

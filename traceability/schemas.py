@@ -7,7 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from trace.models import CHANNELS, DEACTIVATION_REASONS, DISTRIBUTOR_LEVELS, Activation, Shipment
+from traceability.models import (
+    CHANNELS,
+    DEACTIVATION_REASONS,
+    DISTRIBUTOR_LEVELS,
+    Activation,
+    Shipment,
+)
 
 Code = str  # a token, a short URL or a GS1 Digital Link, as the scanner read it
 MAX_INT = 2**31 - 1

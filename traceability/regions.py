@@ -9,7 +9,7 @@ A region is one canonical string:
   ``CN-ZJ/Hangzhou`` too).
 
 Countries and divisions are checked against ``pycountry`` (the Debian iso-codes data), Chinese
-provinces and cities against the lists in ``trace/data`` (GB/T 2260, built from the data the
+provinces and cities against the lists in ``traceability/data`` (GB/T 2260, built from the data the
 geolocation ships with). Nothing here touches the network.
 
 :func:`region_check` answers ``inside``, ``outside`` or ``unknown`` for a place at a given
@@ -76,13 +76,13 @@ class Located:
 
 @cache
 def _cn_provinces() -> dict[str, dict[str, str]]:
-    text = resources.files("trace.data").joinpath("cn_provinces.json").read_text("utf-8")
+    text = resources.files("traceability.data").joinpath("cn_provinces.json").read_text("utf-8")
     return {p["iso"]: p for p in json.loads(text)}
 
 
 @cache
 def _cn_cities() -> dict[str, dict[str, str]]:
-    text = resources.files("trace.data").joinpath("cn_cities.json").read_text("utf-8")
+    text = resources.files("traceability.data").joinpath("cn_cities.json").read_text("utf-8")
     data: dict[str, dict[str, str]] = json.loads(text)
     return data
 

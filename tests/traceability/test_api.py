@@ -13,7 +13,7 @@ import codegen
 import console
 from core.runtime import Runtime
 from tests.factories import Brand, make_brand
-from trace.models import ActivationSpan, Packing, ShipmentUnit
+from traceability.models import ActivationSpan, Packing, ShipmentUnit
 
 HOST = "yima.example.com"
 HANGZHOU = {"lat": 30.274, "lon": 120.155}
@@ -461,15 +461,21 @@ def test_another_brand_sees_nothing(
 
 
 def test_epcis_documents_through_the_api(api: Call, runtime: Runtime, brand: Brand) -> None:
-    from tests.trace.test_epcis import SCHEMA_DIR, assert_valid
+    from tests.traceability.test_epcis import SCHEMA_DIR, assert_valid
 
     schema = json.loads((SCHEMA_DIR / "EPCISDocument.schema.json").read_text())
 
     zj, _ = make_distributors(api)
     pallet, items = pack_pallet(api, runtime, brand)
-    shipped = api("POST", "/trace/shipments", json={
-        "reference": "DN-77", "to_distributor_id": zj, "units": [pallet],
-    }).get_json()
+    shipped = api(
+        "POST",
+        "/trace/shipments",
+        json={
+            "reference": "DN-77",
+            "to_distributor_id": zj,
+            "units": [pallet],
+        },
+    ).get_json()
     api("POST", f"/trace/shipments/{shipped['id']}/receive", json={})
     of_code = api("GET", "/trace/epcis", query_string={"code": items[0]})
     assert of_code.status_code == 200 and of_code.mimetype == "application/ld+json"

@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
-from trace.codes import CodeRef
-from trace.errors import PackingConflictError
-from trace.models import Packing
-from trace.settings import mark_in_use
+from traceability.codes import CodeRef
+from traceability.errors import PackingConflictError
+from traceability.models import Packing
+from traceability.settings import mark_in_use
 
 MAX_DEPTH = 8
 MAX_PAIRS = 500_000

@@ -2,11 +2,11 @@
 
 Run by hand after refreshing the geolocation data (docs/traceability.md)::
 
-    .venv/bin/python trace/data/build_regions.py
+    .venv/bin/python traceability/data/build_regions.py
 
 It reads the place list that ships with the geolocation data (``anti_fraud/data``: GB/T 2260
 divisions with official Chinese names) and the English names beside it, and writes, next to
-this file, ``{"CN-ZJ": {"杭州市": "Hangzhou", ...}, ...}``. Kept as data in ``trace`` so that
+this file, ``{"CN-ZJ": {"杭州市": "Hangzhou", ...}, ...}``. Kept as data in ``traceability`` so that
 sales regions are validated without a dependency on the geolocation code.
 """
 

@@ -25,19 +25,19 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
-from trace.activation import SerialRange, inactive_codes
-from trace.codes import CodeRef
-from trace.distributors import ancestors_of, authorised_regions, get_distributor_or_raise
-from trace.errors import (
+from traceability.activation import SerialRange, inactive_codes
+from traceability.codes import CodeRef
+from traceability.distributors import ancestors_of, authorised_regions, get_distributor_or_raise
+from traceability.errors import (
     NotActivatedError,
     NotHeldError,
     ShipmentConflictError,
     ShipmentNotFoundError,
 )
-from trace.models import Packing, Shipment, ShipmentRange, ShipmentUnit
-from trace.packing import IN_CHUNK, MAX_DEPTH, PackedInto, contents_of
-from trace.regions import Located, region_check, region_of_code
-from trace.settings import get_trace_config, mark_in_use
+from traceability.models import Packing, Shipment, ShipmentRange, ShipmentUnit
+from traceability.packing import IN_CHUNK, MAX_DEPTH, PackedInto, contents_of
+from traceability.regions import Located, region_check, region_of_code
+from traceability.settings import get_trace_config, mark_in_use
 
 MAX_UNITS = 10_000
 MAX_RANGES = 1_000
@@ -337,7 +337,7 @@ def ship(
 
 
 def _range_inactive(session: Session, r: SerialRange, *, required: bool) -> bool:
-    from trace.models import ActivationSpan
+    from traceability.models import ActivationSpan
 
     c = ActivationSpan
     spans = list(

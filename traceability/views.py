@@ -30,16 +30,16 @@ from core.openapi import (
     query_int,
 )
 from core.web import app_runtime, client_ip, db_session
-from trace import schemas
-from trace.activation import (
+from traceability import schemas
+from traceability.activation import (
     SerialRange,
     activate_case,
     list_activations,
     record_activation,
     roll_range,
 )
-from trace.codes import CodeRef, resolve_code, resolve_codes
-from trace.distributors import (
+from traceability.codes import CodeRef, resolve_code, resolve_codes
+from traceability.distributors import (
     authorised_regions,
     bind_api_key,
     create_distributor,
@@ -49,14 +49,14 @@ from trace.distributors import (
     own_regions,
     update_distributor,
 )
-from trace.epcis import code_document, shipment_document
-from trace.errors import CodeUnknownError, ShipmentNotFoundError
-from trace.journey import code_trail, describe
-from trace.models import Distributor, Shipment
-from trace.packing import contents_of, current_parent, pack, unpack
-from trace.regions import Located, parse_region
-from trace.settings import get_trace_config, update_trace_settings
-from trace.shipments import (
+from traceability.epcis import code_document, shipment_document
+from traceability.errors import CodeUnknownError, ShipmentNotFoundError
+from traceability.journey import code_trail, describe
+from traceability.models import Distributor, Shipment
+from traceability.packing import contents_of, current_parent, pack, unpack
+from traceability.regions import Located, parse_region
+from traceability.settings import get_trace_config, update_trace_settings
+from traceability.shipments import (
     get_shipment_or_raise,
     list_shipments,
     receive,
