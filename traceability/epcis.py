@@ -13,9 +13,9 @@ What maps to what (CBV 2.0 short names, as the EPCIS 2.0 JSON-LD context defines
   unpacking: AggregationEvent ``DELETE`` bizStep ``unpacking``;
 * a movement (:func:`traceability.shipments.movements_of`): ObjectEvent ``OBSERVE`` bizStep
   ``shipping``, disposition ``in_transit`` (``returned`` for a return), then bizStep
-  ``receiving``, disposition ``in_progress``, once received. A code's document lists the unit that was shipped (the pallet
-  that carried it; the aggregation events say what was inside), a shipment's document lists
-  every unit and loose range, plus an AggregationEvent ``OBSERVE`` per unit saying what it held
+  ``receiving``, disposition ``in_progress``, once received. A code's document lists the unit
+  that was shipped (the pallet that carried it; the aggregation events say what was inside), a
+  shipment's document lists every unit and loose range, plus an AggregationEvent ``OBSERVE`` per unit saying what it held
   at ship time. Both carry the delivery note (bizTransaction ``desadv``) and the sender and
   receiver as ``owning_party`` and ``possessing_party``.
 
