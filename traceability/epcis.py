@@ -15,9 +15,9 @@ What maps to what (CBV 2.0 short names, as the EPCIS 2.0 JSON-LD context defines
   ``shipping``, disposition ``in_transit`` (``returned`` for a return), then bizStep
   ``receiving``, disposition ``in_progress``, once received. A code's document lists the unit
   that was shipped (the pallet that carried it; the aggregation events say what was inside), a
-  shipment's document lists every unit and loose range, plus an AggregationEvent ``OBSERVE`` per unit saying what it held
-  at ship time. Both carry the delivery note (bizTransaction ``desadv``) and the sender and
-  receiver as ``owning_party`` and ``possessing_party``.
+  shipment's document lists every unit and loose range, plus an AggregationEvent ``OBSERVE``
+  per unit saying what it held at ship time. Both carry the delivery note (bizTransaction
+  ``desadv``) and the sender and receiver as ``owning_party`` and ``possessing_party``.
 
 Identifiers. An instance is a GS1 Digital Link URI on ``id.gs1.org`` for gs1 and gs1-digsig
 batches (``/01/<GTIN-14>/21/<serial>``, the serial as printed in AI 21), and the printed short URL
