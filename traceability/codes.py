@@ -8,8 +8,11 @@ serial beyond its batch are all ``code_unknown``, named by the field that carrie
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -71,6 +74,43 @@ def resolve_code(
     runtime: Runtime, session: Session, *, tenant_id: int, text: object, field: str
 ) -> CodeRef:
     return resolve_codes(runtime, session, tenant_id=tenant_id, texts=[text], fields=[field])[0]
+
+
+def by_batch(refs: Iterable[CodeRef]) -> dict[int, list[int]]:
+    """Serials per batch, sorted: queries go batch by batch (``batch_id = :b AND serial =
+    ANY(:serials)`` plans in a millisecond; a list of row values of thousands does not)."""
+    out: dict[int, list[int]] = {}
+    for ref in sorted(set(refs)):
+        out.setdefault(ref.batch_id, []).append(ref.serial)
+    return out
+
+
+def serial_in(session: Session, column: Any, serials: Sequence[int]) -> Any:
+    """``column = ANY(:serials)`` on PostgreSQL (one array parameter), ``IN (...)`` elsewhere."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import BigInteger, any_, bindparam
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, list(serials), type_=ARRAY(BigInteger())))
+    return column.in_(list(serials))
+
+
+def fetch_all(session: Session, clause: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Rows of a text statement. On PostgreSQL straight through psycopg, prepared on the server
+    (the scan path: SQLAlchemy's execution machinery costs more CPU than these statements), with
+    times normalised to UTC as ``UTCDateTime`` would; elsewhere through the session."""
+    if session.get_bind().dialect.name != "postgresql":
+        return [tuple(row) for row in session.execute(clause, params).all()]
+    sql = getattr(clause, "element", clause).text
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(_PYFORMAT.sub(r"%(\1)s", sql), params, prepare=True)
+    return [
+        tuple(v.astimezone(dt.UTC) if isinstance(v, dt.datetime) else v for v in row)
+        for row in cursor.fetchall()
+    ]
+
+
+_PYFORMAT = re.compile(r"(?<![:\w]):(\w+)")
 
 
 def _summary(errors: dict[str, str]) -> str:

@@ -7,13 +7,16 @@ dealer are its own if it has any, else the nearest ancestor's.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import ValidationFailedError
+from core.runtime import Runtime
 from traceability.errors import DistributorConflictError, DistributorNotFoundError
 from traceability.models import (
     CHANNELS,
@@ -199,6 +202,41 @@ def authorised_regions(session: Session, distributor_id: int) -> tuple[int, list
         if regions:
             return next(r.id for r in rows if r.depth == depth), regions
     return distributor_id, []
+
+
+@dataclass(frozen=True)
+class Party:
+    """A distributor as a scan needs it: its name and where it may sell."""
+
+    id: int
+    name: str
+    region_owner_id: int
+    regions: tuple[str, ...]
+
+
+PARTY_TTL = 10.0  # seconds a process trusts its copy; a change elsewhere shows within this
+
+
+def party(runtime: Runtime, session: Session, distributor_id: int) -> Party | None:
+    """The distributor's name and authorised regions, kept per process for ten seconds (a scan
+    of a shipped code needs them, and they change seldom). The copy lives on the runtime."""
+    cache: dict[int, tuple[float, Party | None]] = runtime.__dict__.setdefault(
+        "_traceability_parties", {}
+    )
+    hit = cache.get(distributor_id)
+    if hit is not None and time.monotonic() - hit[0] < PARTY_TTL:
+        return hit[1]
+    name = session.scalar(select(Distributor.name).where(Distributor.id == distributor_id))
+    found = None
+    if name is not None:
+        owner, regions = authorised_regions(session, distributor_id)
+        found = Party(distributor_id, name, owner, tuple(regions))
+    cache[distributor_id] = (time.monotonic(), found)
+    return found
+
+
+def forget_parties(runtime: Runtime) -> None:
+    runtime.__dict__.pop("_traceability_parties", None)
 
 
 def ancestors_of(session: Session, distributor_id: int) -> list[int]:

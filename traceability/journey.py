@@ -10,13 +10,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from core.db import UTCDateTime
 from core.runtime import Runtime
-from traceability.activation import ActivationState, activation_state
-from traceability.codes import CodeRef
-from traceability.distributors import authorised_regions, names_of
-from traceability.packing import packing_history
+from traceability.activation import ActivationState
+from traceability.codes import CodeRef, fetch_all
+from traceability.distributors import names_of, party
+from traceability.packing import MAX_DEPTH, PackedInto
 from traceability.settings import get_trace_config
 from traceability.shipments import Movement, holding_units_from, movements_of
 
@@ -56,12 +58,50 @@ class CodeTrail:
     steps: tuple[JourneyStep, ...] = field(default_factory=tuple)
 
 
+# The code's activation (the span holding its serial, with its act) and every packing of the code
+# and of what held it, in one statement: the scan path's first of two.
+_FACTS = text(
+    "WITH RECURSIVE up(b, s, depth) AS ("
+    " SELECT CAST(:b AS BIGINT), CAST(:s AS BIGINT), 0"
+    " UNION"
+    " SELECT p.parent_batch_id, p.parent_serial, up.depth + 1 FROM trace_packings p"
+    " JOIN up ON p.child_batch_id = up.b AND p.child_serial = up.s"
+    f" WHERE up.depth < {MAX_DEPTH})"
+    " SELECT 'p' AS k, p.child_batch_id AS n1, p.child_serial AS n2, p.parent_batch_id AS n3,"
+    " p.parent_serial AS n4, p.packed_at AS t1, p.unpacked_at AS t2, p.line AS w1,"
+    " CAST(NULL AS VARCHAR) AS w2, CAST(NULL AS VARCHAR) AS w3, u.depth + 1 AS n5"
+    " FROM (SELECT b, s, min(depth) AS depth FROM up GROUP BY b, s) u"
+    " JOIN trace_packings p ON p.child_batch_id = u.b AND p.child_serial = u.s"
+    " UNION ALL"
+    " SELECT 'a', sp.last_serial, sp.activation_id, CASE WHEN sp.active THEN 1 ELSE 0 END,"
+    " NULL, a.at, NULL, a.line, a.site, a.reason, NULL"
+    " FROM (SELECT last_serial, activation_id, active FROM trace_activation_spans"
+    " WHERE batch_id = :b AND first_serial <= :s ORDER BY first_serial DESC LIMIT 1) sp"
+    " JOIN trace_activations a ON a.id = sp.activation_id"
+).columns(t1=UTCDateTime(), t2=UTCDateTime())
+
+
+def _facts(session: Session, code: CodeRef) -> tuple[ActivationState | None, list[PackedInto]]:
+    state: ActivationState | None = None
+    history: list[PackedInto] = []
+    for k, n1, n2, n3, n4, t1, t2, w1, w2, w3, n5 in fetch_all(
+        session, _FACTS, {"b": code.batch_id, "s": code.serial}
+    ):
+        if k == "a":
+            if n1 >= code.serial:
+                state = ActivationState(bool(n3), int(n2), t1, w3, w1 or "", w2 or "")
+        else:
+            history.append(PackedInto(CodeRef(n1, n2), CodeRef(n3, n4), t1, t2, w1, n5))
+    history.sort(key=lambda p: (p.packed_at, p.depth))
+    return state, history
+
+
 def journey_steps(
-    session: Session, code: CodeRef
+    session: Session, code: CodeRef, runtime: Runtime | None = None
 ) -> tuple[list[JourneyStep], list[Movement], ActivationState | None]:
     """Every step of the code's journey, oldest first, its movements and activation state."""
     steps: list[JourneyStep] = []
-    state = activation_state(session, code)
+    state, history = _facts(session, code)
     if state is not None:
         steps.append(
             JourneyStep(
@@ -72,7 +112,6 @@ def journey_steps(
                 reason=state.reason,
             )
         )
-    history = packing_history(session, code)
     held = holding_units_from(history, code)
     for p in history:
         # A case's packings count only while the code was inside it.
@@ -85,13 +124,20 @@ def journey_steps(
         if p.unpacked_at is not None and p.depth == 1:
             steps.append(JourneyStep(kind="unpacked", at=p.unpacked_at, level=1, parent=p.parent))
     moves = movements_of(session, code, held)
-    parties = names_of(
-        session,
-        [i for m in moves for i in (m.to_distributor_id, m.from_distributor_id) if i is not None],
-    )
+    if runtime is not None:
 
-    def name(i: int | None) -> str | None:
-        return parties[i].name if i is not None and i in parties else None
+        def name(i: int | None) -> str | None:
+            found = party(runtime, session, i) if i is not None else None
+            return found.name if found is not None else None
+
+    else:
+        parties = names_of(
+            session,
+            [i for m in moves for i in (m.to_distributor_id, m.from_distributor_id) if i],
+        )
+
+        def name(i: int | None) -> str | None:
+            return parties[i].name if i is not None and i in parties else None
 
     for m in moves:
         steps.append(
@@ -125,7 +171,7 @@ def code_trail(runtime: Runtime, session: Session, *, tenant_id: int, code: Code
     config = get_trace_config(runtime, tenant_id, session)
     if not config.in_use:
         return CodeTrail(active=not config.require_activation)
-    steps, moves, state = journey_steps(session, code)
+    steps, moves, state = journey_steps(session, code, runtime)
     deactivated = next((s.reason for s in reversed(steps) if s.kind == "deactivated"), None)
     active = not config.require_activation if state is None else state.active
     activated_at = next((s.at for s in steps if s.kind == "activated"), None)
@@ -138,8 +184,10 @@ def code_trail(runtime: Runtime, session: Session, *, tenant_id: int, code: Code
         )
     last = moves[-1]
     holder = last.to_distributor_id
-    owner, regions = authorised_regions(session, holder) if holder is not None else (None, [])
-    holder_name = next((s.distributor for s in reversed(steps) if s.distributor_id == holder), None)
+    holder_party = party(runtime, session, holder) if holder is not None else None
+    owner = holder_party.region_owner_id if holder_party else None
+    regions = list(holder_party.regions) if holder_party else []
+    holder_name = holder_party.name if holder_party else None
     return CodeTrail(
         active=active,
         deactivated_reason=deactivated if not active else None,

@@ -3,10 +3,10 @@
 One row per parent/child pair, kept when unpacked (``unpacked_at``) so a journey can tell what
 was inside a case when it was shipped. "One parent at a time" is the partial unique index
 ``uq_trace_packings_current_child``; a concurrent upload that would break it fails on the index
-and changes nothing. A bulk upload is all or nothing: it is loaded into a temporary table
-(PostgreSQL: COPY), checked against what is packed already (same pair again: nothing to do;
-another parent: a conflict naming the code), checked for cycles, then inserted in one
-statement.
+and changes nothing. A bulk upload is all or nothing: its children are looked up batch by batch
+on that index (what is packed already: the same pair again is nothing to do, another parent is a
+conflict naming the code), the upload is checked for cycles, and the new pairs are written in one
+go (PostgreSQL: COPY). Nothing here reads the whole table: the cost follows the upload.
 """
 
 from __future__ import annotations
@@ -16,14 +16,25 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, text, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    String,
+    and_,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import UTCDateTime, utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
-from traceability.codes import CodeRef
+from traceability.codes import CodeRef, by_batch, serial_in
 from traceability.errors import PackingConflictError
 from traceability.models import Packing
 from traceability.settings import mark_in_use
@@ -31,8 +42,6 @@ from traceability.settings import mark_in_use
 MAX_DEPTH = 8
 MAX_PAIRS = 500_000
 IN_CHUNK = 2_000
-
-_TMP = "trace_tmp_pairs"
 
 
 @dataclass(frozen=True)
@@ -49,18 +58,17 @@ def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any
 def _current_parents(session: Session, children: Iterable[CodeRef]) -> dict[CodeRef, CodeRef]:
     c = Packing.__table__.c
     found: dict[CodeRef, CodeRef] = {}
-    keys = sorted(set(children))
-    for part in _chunks(keys):
-        rows = session.execute(
-            select(c.child_batch_id, c.child_serial, c.parent_batch_id, c.parent_serial).where(
-                tuple_(c.child_batch_id, c.child_serial).in_(
-                    [(k.batch_id, k.serial) for k in part]
-                ),
-                c.unpacked_at.is_(None),
-            )
-        ).all()
-        for cb, cs, pb, ps in rows:
-            found[CodeRef(cb, cs)] = CodeRef(pb, ps)
+    for batch_id, serials in by_batch(children).items():
+        for part in _chunks(serials, IN_CHUNK * 10):
+            rows = session.execute(
+                select(c.child_serial, c.parent_batch_id, c.parent_serial).where(
+                    c.child_batch_id == batch_id,
+                    serial_in(session, c.child_serial, part),
+                    c.unpacked_at.is_(None),
+                )
+            ).all()
+            for cs, pb, ps in rows:
+                found[CodeRef(batch_id, cs)] = CodeRef(pb, ps)
     return found
 
 
@@ -116,26 +124,6 @@ def _check_cycles(session: Session, wanted: dict[CodeRef, CodeRef]) -> None:
             )
 
 
-def _load_tmp(conn: Connection, rows: list[tuple[int, int, int, int]]) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            text(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_TMP} (p_b bigint, p_s bigint, c_b bigint, "
-                "c_s bigint) ON COMMIT DROP"
-            )
-        )
-        # The table lives until the transaction ends: a second upload in it starts empty.
-        conn.execute(text(f"TRUNCATE {_TMP}"))
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(f"COPY {_TMP} (p_b, p_s, c_b, c_s) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-    else:
-        conn.execute(text(f"CREATE TEMP TABLE IF NOT EXISTS {_TMP} (p_b, p_s, c_b, c_s)"))
-        conn.execute(text(f"DELETE FROM {_TMP}"))
-        conn.exec_driver_sql(f"INSERT INTO {_TMP} VALUES (?, ?, ?, ?)", rows)
-
-
 def pack(
     session: Session,
     runtime: Runtime,
@@ -150,22 +138,17 @@ def pack(
     (a line controller may retry); a child packed into another parent is a conflict."""
     wanted = _check_pairs(pairs)
     at = at or utcnow()
-    conn = session.connection()
-    _load_tmp(conn, [(p.batch_id, p.serial, ch.batch_id, ch.serial) for ch, p in wanted.items()])
-    clash = conn.execute(
-        text(
-            f"SELECT t.c_b, t.c_s, p.parent_batch_id, p.parent_serial, t.p_b, t.p_s FROM {_TMP} t "
-            "JOIN trace_packings p ON p.child_batch_id = t.c_b AND p.child_serial = t.c_s "
-            "AND p.unpacked_at IS NULL"
-        )
-    ).all()
+    current = _current_parents(session, wanted)
     already = 0
     conflicts: list[str] = []
-    for cb, cs, pb, ps, want_b, want_s in clash:
-        if (pb, ps) == (want_b, want_s):
+    for child, parent in current.items():
+        if parent == wanted[child]:
             already += 1
         else:
-            conflicts.append(f"batch {cb} #{cs} is already in batch {pb} #{ps}")
+            conflicts.append(
+                f"batch {child.batch_id} #{child.serial} is already in "
+                f"batch {parent.batch_id} #{parent.serial}"
+            )
     if conflicts:
         raise PackingConflictError(
             f"{len(conflicts)} codes are packed elsewhere: {'; '.join(conflicts[:5])}",
@@ -173,36 +156,69 @@ def pack(
         )
     _check_cycles(session, wanted)
     mark_in_use(session, runtime, tenant_id=tenant_id)
+    new = [(child, parent) for child, parent in wanted.items() if child not in current]
+    if new:
+        _insert(session, tenant_id, new, at=at, line=line[:100], operator=operator[:200])
+    return PackResult(packed=len(new), already_packed=already)
+
+
+_COLUMNS = (
+    "tenant_id, parent_batch_id, parent_serial, child_batch_id, child_serial, packed_at, line, "
+    "operator"
+)
+
+
+def _insert(
+    session: Session,
+    tenant_id: int,
+    pairs: list[tuple[CodeRef, CodeRef]],
+    *,
+    at: dt.datetime,
+    line: str,
+    operator: str,
+) -> None:
+    conn = session.connection()
     try:
-        result = conn.execute(
-            text(
-                "INSERT INTO trace_packings (tenant_id, parent_batch_id, parent_serial, "
-                "child_batch_id, child_serial, packed_at, line, operator) "
-                f"SELECT :tenant, t.p_b, t.p_s, t.c_b, t.c_s, :at, :line, :operator FROM {_TMP} t "
-                "WHERE NOT EXISTS (SELECT 1 FROM trace_packings p WHERE p.child_batch_id = t.c_b "
-                "AND p.child_serial = t.c_s AND p.unpacked_at IS NULL)"
-            ),
-            {
-                "tenant": tenant_id,
-                "at": _db_time(conn, at),
-                "line": line[:100],
-                "operator": operator[:200],
-            },
-        )
+        if conn.dialect.name == "postgresql":
+            import psycopg
+
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                with cursor.copy(f"COPY trace_packings ({_COLUMNS}) FROM STDIN") as copy:
+                    for child, parent in pairs:
+                        copy.write_row(
+                            (
+                                tenant_id,
+                                parent.batch_id,
+                                parent.serial,
+                                child.batch_id,
+                                child.serial,
+                                at,
+                                line,
+                                operator,
+                            )
+                        )
+            except psycopg.errors.UniqueViolation as exc:
+                raise IntegrityError("COPY trace_packings", None, exc) from exc
+        else:
+            when = _db_time(conn, at)
+            conn.exec_driver_sql(
+                f"INSERT INTO trace_packings ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (tenant_id, p.batch_id, p.serial, c.batch_id, c.serial, when, line, operator)
+                    for c, p in pairs
+                ],
+            )
     except IntegrityError as exc:
+        # Another upload packed some of these children after we looked: the index decided.
         raise PackingConflictError(
             "another upload packed some of these codes at the same time; nothing was changed",
             errors={"pairs": "packed concurrently elsewhere"},
         ) from exc
-    if conn.dialect.name != "postgresql":
-        conn.execute(text(f"DELETE FROM {_TMP}"))
-    return PackResult(packed=int(result.rowcount or 0), already_packed=already)
 
 
 def _db_time(conn: Connection, at: dt.datetime) -> Any:
     # Text statements bypass UTCDateTime; store what the column type would have stored.
-    from core.db import UTCDateTime
-
     processor = UTCDateTime().bind_processor(conn.dialect)
     return processor(at) if processor else at
 
@@ -243,19 +259,19 @@ def unpack(
             errors={"children": f"batch {loose[0].batch_id} #{loose[0].serial} is not packed"},
         )
     done = 0
-    for part in _chunks(sorted(set(children))):
-        result = session.execute(
-            update(Packing)
-            .where(
-                c.tenant_id == tenant_id,
-                tuple_(c.child_batch_id, c.child_serial).in_(
-                    [(k.batch_id, k.serial) for k in part]
-                ),
-                c.unpacked_at.is_(None),
+    for batch_id, serials in by_batch(children).items():
+        for part in _chunks(serials, IN_CHUNK * 10):
+            result = session.execute(
+                update(Packing)
+                .where(
+                    c.tenant_id == tenant_id,
+                    c.child_batch_id == batch_id,
+                    serial_in(session, c.child_serial, part),
+                    c.unpacked_at.is_(None),
+                )
+                .values(unpacked_at=at)
             )
-            .values(unpacked_at=at)
-        )
-        done += int(result.rowcount or 0)  # type: ignore[attr-defined]
+            done += int(result.rowcount or 0)  # type: ignore[attr-defined]
     return done
 
 
@@ -271,26 +287,26 @@ def contents_of(
         if not frontier:
             break
         nxt: list[CodeRef] = []
-        for part in _chunks(frontier):
-            when = (
-                c.unpacked_at.is_(None)
-                if at is None
-                else and_(c.packed_at <= at, or_(c.unpacked_at.is_(None), c.unpacked_at > at))
-            )
-            rows = session.execute(
-                select(c.child_batch_id, c.child_serial).where(
-                    c.tenant_id == tenant_id,
-                    tuple_(c.parent_batch_id, c.parent_serial).in_(
-                        [(k.batch_id, k.serial) for k in part]
-                    ),
-                    when,
-                )
-            ).all()
-            for cb, cs in rows:
-                ref = CodeRef(cb, cs)
-                if ref not in seen:
-                    seen.add(ref)
-                    nxt.append(ref)
+        when = (
+            c.unpacked_at.is_(None)
+            if at is None
+            else and_(c.packed_at <= at, or_(c.unpacked_at.is_(None), c.unpacked_at > at))
+        )
+        for batch_id, serials in by_batch(frontier).items():
+            for part in _chunks(serials, IN_CHUNK * 10):
+                rows = session.execute(
+                    select(c.child_batch_id, c.child_serial).where(
+                        c.tenant_id == tenant_id,
+                        c.parent_batch_id == batch_id,
+                        serial_in(session, c.parent_serial, part),
+                        when,
+                    )
+                ).all()
+                for cb, cs in rows:
+                    ref = CodeRef(cb, cs)
+                    if ref not in seen:
+                        seen.add(ref)
+                        nxt.append(ref)
         found.extend(nxt)
         frontier = nxt
     return found
@@ -312,41 +328,37 @@ class PackedInto:
     depth: int  # 1: the code itself was packed; 2: its case was packed; ...
 
 
+# Every packing of the code and, up the hierarchy, of whatever held it: one statement.
+_HISTORY = text(
+    "WITH RECURSIVE up(b, s, depth) AS ("
+    " SELECT CAST(:b AS BIGINT), CAST(:s AS BIGINT), 0"
+    " UNION"
+    " SELECT p.parent_batch_id, p.parent_serial, up.depth + 1 FROM trace_packings p"
+    " JOIN up ON p.child_batch_id = up.b AND p.child_serial = up.s"
+    f" WHERE up.depth < {MAX_DEPTH})"
+    " SELECT p.child_batch_id, p.child_serial, p.parent_batch_id, p.parent_serial, p.packed_at,"
+    " p.unpacked_at, p.line, u.depth + 1 AS depth"
+    " FROM (SELECT b, s, min(depth) AS depth FROM up GROUP BY b, s) u"
+    " JOIN trace_packings p ON p.child_batch_id = u.b AND p.child_serial = u.s"
+).columns(
+    child_batch_id=BigInteger(),
+    child_serial=BigInteger(),
+    parent_batch_id=BigInteger(),
+    parent_serial=BigInteger(),
+    packed_at=UTCDateTime(),
+    unpacked_at=UTCDateTime(),
+    line=String(),
+    depth=Integer(),
+)
+
+
 def packing_history(session: Session, code: CodeRef) -> list[PackedInto]:
     """Every packing of the code and of what held it, oldest first (for journeys)."""
-    c = Packing.__table__.c
-    out: list[PackedInto] = []
-    frontier = {code}
-    seen = {code}
-    for depth in range(1, MAX_DEPTH + 1):
-        if not frontier:
-            break
-        rows = session.execute(
-            select(
-                c.child_batch_id,
-                c.child_serial,
-                c.parent_batch_id,
-                c.parent_serial,
-                c.packed_at,
-                c.unpacked_at,
-                c.line,
-            ).where(
-                or_(
-                    *(
-                        and_(c.child_batch_id == k.batch_id, c.child_serial == k.serial)
-                        for k in frontier
-                    )
-                )
-            )
-        ).all()
-        nxt: set[CodeRef] = set()
-        for cb, cs, pb, ps, packed_at, unpacked_at, line in rows:
-            parent = CodeRef(pb, ps)
-            out.append(PackedInto(CodeRef(cb, cs), parent, packed_at, unpacked_at, line, depth))
-            if parent not in seen:
-                seen.add(parent)
-                nxt.add(parent)
-        frontier = nxt
+    rows = session.execute(_HISTORY, {"b": code.batch_id, "s": code.serial}).all()
+    out = [
+        PackedInto(CodeRef(cb, cs), CodeRef(pb, ps), packed_at, unpacked_at, line, depth)
+        for cb, cs, pb, ps, packed_at, unpacked_at, line, depth in rows
+    ]
     out.sort(key=lambda p: (p.packed_at, p.depth))
     return out
 

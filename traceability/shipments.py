@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import UTCDateTime, utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 from traceability.activation import SerialRange, inactive_codes
-from traceability.codes import CodeRef
+from traceability.codes import CodeRef, by_batch, fetch_all, serial_in
 from traceability.distributors import ancestors_of, authorised_regions, get_distributor_or_raise
 from traceability.errors import (
     NotActivatedError,
@@ -78,28 +78,28 @@ def _ancestor_intervals(
         if not frontier:
             break
         known |= frontier
-        keys = sorted(frontier)
+        batches = by_batch(frontier)
         frontier = set()
-        for i in range(0, len(keys), IN_CHUNK):
-            part = keys[i : i + IN_CHUNK]
-            rows = session.execute(
-                select(
-                    c.child_batch_id,
-                    c.child_serial,
-                    c.parent_batch_id,
-                    c.parent_serial,
-                    c.packed_at,
-                    c.unpacked_at,
-                ).where(
-                    tuple_(c.child_batch_id, c.child_serial).in_(
-                        [(k.batch_id, k.serial) for k in part]
+        for batch_id, serials in batches.items():
+            for i in range(0, len(serials), IN_CHUNK * 10):
+                rows = session.execute(
+                    select(
+                        c.child_serial,
+                        c.parent_batch_id,
+                        c.parent_serial,
+                        c.packed_at,
+                        c.unpacked_at,
+                    ).where(
+                        c.child_batch_id == batch_id,
+                        serial_in(session, c.child_serial, serials[i : i + IN_CHUNK * 10]),
                     )
-                )
-            ).all()
-            for cb, cs, pb, ps, packed, unpacked in rows:
-                parent = CodeRef(pb, ps)
-                rows_by_child[CodeRef(cb, cs)].append((parent, packed, unpacked or _FOREVER))
-                frontier.add(parent)
+                ).all()
+                for cs, pb, ps, packed, unpacked in rows:
+                    parent = CodeRef(pb, ps)
+                    rows_by_child[CodeRef(batch_id, cs)].append(
+                        (parent, packed, unpacked or _FOREVER)
+                    )
+                    frontier.add(parent)
     return {code: _intervals(code, rows_by_child) for code in codes}
 
 
@@ -157,16 +157,19 @@ def movements_for(
         s.received_at,
     )
     by_node: dict[CodeRef, list[Movement]] = defaultdict(list)
-    for i in range(0, len(nodes), IN_CHUNK):
-        part = nodes[i : i + IN_CHUNK]
-        rows = session.execute(
-            select(u.batch_id, u.serial, *columns)
-            .join(Shipment.__table__, s.id == u.shipment_id)
-            .where(tuple_(u.batch_id, u.serial).in_([(k.batch_id, k.serial) for k in part]))
-        ).all()
-        for row in rows:
-            node = CodeRef(row[0], row[1])
-            by_node[node].append(_movement(row[2:], node))
+    for batch_id, serials in by_batch(nodes).items():
+        for i in range(0, len(serials), IN_CHUNK * 10):
+            rows = session.execute(
+                select(u.batch_id, u.serial, *columns)
+                .join(Shipment.__table__, s.id == u.shipment_id)
+                .where(
+                    u.batch_id == batch_id,
+                    serial_in(session, u.serial, serials[i : i + IN_CHUNK * 10]),
+                )
+            ).all()
+            for row in rows:
+                node = CodeRef(row[0], row[1])
+                by_node[node].append(_movement(row[2:], node))
     r = ShipmentRange.__table__.c
     by_range: dict[CodeRef, list[Movement]] = defaultdict(list)
     for batch_id, group in groupby(sorted(codes), key=lambda k: k.batch_id):
@@ -201,10 +204,43 @@ def _movement(row: Any, via: CodeRef | None) -> Movement:
     return Movement(sid, reference, kind, sender, receiver, status, shipped_at, received_at, via)
 
 
+_SHIPMENT_COLUMNS = (
+    "s.id, s.reference, s.kind, s.from_distributor_id, s.to_distributor_id, s.status, "
+    "s.shipped_at, s.received_at"
+)
+
+
 def movements_of(
     session: Session, code: CodeRef, held: dict[CodeRef, list[Interval]] | None = None
 ) -> list[Movement]:
-    return movements_for(session, [code], None if held is None else {code: held})[code]
+    """:func:`movements_for` of one code; with its holding units known, in one statement (the
+    scan path)."""
+    if held is None:
+        return movements_for(session, [code])[code]
+    nodes = sorted(held)
+    units = " OR ".join(f"(u.batch_id = :b{i} AND u.serial = :s{i})" for i in range(len(nodes)))
+    params: dict[str, int] = {"cb": code.batch_id, "cs": code.serial}
+    for i, node in enumerate(nodes):
+        params[f"b{i}"], params[f"s{i}"] = node.batch_id, node.serial
+    statement = text(
+        f"SELECT {_SHIPMENT_COLUMNS}, u.batch_id AS vb, u.serial AS vs "
+        "FROM trace_shipment_units u JOIN trace_shipments s ON s.id = u.shipment_id "
+        f"WHERE {units} "
+        f"UNION ALL SELECT {_SHIPMENT_COLUMNS}, NULL, NULL "
+        "FROM trace_shipment_ranges r JOIN trace_shipments s ON s.id = r.shipment_id "
+        "WHERE r.batch_id = :cb AND r.first_serial <= :cs AND r.last_serial >= :cs"
+    ).columns(shipped_at=UTCDateTime(), received_at=UTCDateTime())
+    found: dict[int, Movement] = {}
+    for *fields, vb, vs in fetch_all(session, statement, params):
+        via = CodeRef(vb, vs) if vb is not None else None
+        move = _movement(fields, None if via in (None, code) else via)
+        if (
+            via is None
+            or via == code
+            or any(lo <= move.shipped_at < hi for lo, hi in held.get(via, ()))
+        ):
+            found[move.shipment_id] = move
+    return sorted(found.values(), key=lambda m: (m.shipped_at, m.shipment_id))
 
 
 def holder_of(movements: Sequence[Movement]) -> int | None:

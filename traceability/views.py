@@ -19,6 +19,7 @@ from flask import Blueprint, current_app, request
 
 from core import services as core_services
 from core.auth import PERMISSIONS, Principal, current_principal
+from core.db import after_commit
 from core.errors import PermissionDeniedError, ValidationFailedError
 from core.openapi import (
     PAGINATION,
@@ -44,6 +45,7 @@ from traceability.distributors import (
     bind_api_key,
     create_distributor,
     distributor_of_api_key,
+    forget_parties,
     get_distributor_or_raise,
     list_distributors,
     own_regions,
@@ -598,8 +600,11 @@ def get_distributor_view(distributor_id: int) -> Any:
 def patch_distributor(distributor_id: int) -> Any:
     principal, _ = _caller("write")
     body = parse_body(schemas.DistributorPatch)
+    session = db_session()
+    runtime = app_runtime()
+    after_commit(session, lambda: forget_parties(runtime))  # names and regions, cached for scans
     changed = update_distributor(
-        db_session(),
+        session,
         tenant_id=principal.tenant_id,
         distributor_id=distributor_id,
         changes=body.model_dump(exclude_unset=True),
