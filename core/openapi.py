@@ -103,6 +103,18 @@ def parse_body(model: type[M]) -> M:
     """The JSON body validated against ``model``; 415/422 problems otherwise."""
     if not request.is_json:
         raise UnsupportedMediaTypeError("send the body as application/json")
+    raw = request.get_data(cache=True)
+    if b"\x00" not in raw and b"\\u0000" not in raw:
+        # Parsed and validated in one pass by pydantic's JSON parser: a packing line's upload
+        # of 10,000 pairs costs a third of building Python objects first.
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            if any(err["type"] == "json_invalid" for err in exc.errors()):
+                raise ValidationFailedError(
+                    "the body is not valid JSON", errors={"body": "invalid JSON"}
+                ) from None
+            raise _invalid(exc) from None
     data = request.get_json(silent=True)
     if data is None:
         raise ValidationFailedError("the body is not valid JSON", errors={"body": "invalid JSON"})
@@ -112,11 +124,13 @@ def parse_body(model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = {
-            ".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()
-        }
-        first = next(iter(errors.items()))
-        raise ValidationFailedError(f"{first[0]}: {first[1]}", errors=errors) from None
+        raise _invalid(exc) from None
+
+
+def _invalid(exc: ValidationError) -> ValidationFailedError:
+    errors = {".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()}
+    first = next(iter(errors.items()))
+    return ValidationFailedError(f"{first[0]}: {first[1]}", errors=errors)
 
 
 def _path_of_nul(data: Any, path: str = "") -> str | None:

@@ -40,7 +40,7 @@ from traceability.models import Packing
 from traceability.settings import mark_in_use
 
 MAX_DEPTH = 8
-MAX_PAIRS = 500_000
+MAX_PAIRS = 100_000  # per upload (16 MB of URL pairs); a line uploads as it goes
 IN_CHUNK = 2_000
 
 

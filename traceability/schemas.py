@@ -81,7 +81,7 @@ class PairIn(Strict):
 
 
 class PackingsIn(Strict):
-    pairs: list[PairIn] = Field(min_length=1, max_length=500_000)
+    pairs: list[PairIn] = Field(min_length=1, max_length=100_000)
     line: str = Field(default="", max_length=100)
     at: dt.datetime | None = None
 

@@ -68,7 +68,8 @@ from traceability.shipments import (
 
 api = Blueprint("trace_api", __name__)
 
-LOCATOR = "yima.locate_gps"  # app.extensions key: (lat, lon, accuracy_m) -> trace.Located
+LOCATOR = "yima.locate_gps"
+UPLOAD_LIMIT = 16 * 1024 * 1024  # a packing upload: up to MAX_PAIRS pairs of URLs  # app.extensions key: (lat, lon, accuracy_m) -> trace.Located
 
 
 # --- who is asking -------------------------------------------------------------------------
@@ -379,6 +380,7 @@ def _pack(pairs: list[tuple[str, str]], line: str, at: Any) -> schemas.PackOut:
 @_secured
 def post_packings() -> Any:
     _caller("write")
+    request.max_content_length = UPLOAD_LIMIT  # 100,000 pairs of URLs; the app allows 2 MB
     if request.mimetype == "text/csv":
         pairs, line = _pairs_from_csv()
         return _pack(pairs, line, None).model_dump()

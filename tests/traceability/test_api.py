@@ -489,3 +489,16 @@ def test_epcis_documents_through_the_api(api: Call, runtime: Runtime, brand: Bra
     assert_valid(schema, of_shipment.get_json())
     assert api("GET", "/trace/shipments/999999/epcis").status_code == 404
     assert api("GET", "/trace/epcis", query_string={"code": "nonsense"}).status_code == 422
+
+
+def test_a_large_packing_upload_is_accepted_and_an_oversized_one_refused(
+    api: Call, runtime: Runtime, brand: Brand
+) -> None:
+    # 3 MB of CSV (more than the 2 MB other requests may send): a line resending one pair.
+    case, item = codes(runtime, brand, 4_999, 1)
+    rows = "".join(f"{case},{item}\n" for _ in range(30_000))
+    assert len(rows) > 2 * 1024 * 1024
+    big = api("POST", "/trace/packings", data=rows, content_type="text/csv")
+    assert big.status_code == 200 and big.get_json() == {"packed": 1, "already_packed": 0}
+    huge = api("POST", "/trace/packings", data="x" * (17 * 1024 * 1024), content_type="text/csv")
+    assert huge.status_code == 413
