@@ -127,8 +127,15 @@ def parse_body(model: type[M]) -> M:
         raise _invalid(exc) from None
 
 
+MAX_FIELD_ERRORS = 20  # a 10,000-item upload with a wrong type everywhere names the first few
+
+
 def _invalid(exc: ValidationError) -> ValidationFailedError:
-    errors = {".".join(str(p) for p in err["loc"]) or "body": err["msg"] for err in exc.errors()}
+    found = exc.errors(include_url=False, include_context=False, include_input=False)
+    errors = {
+        ".".join(str(p) for p in err["loc"]) or "body": err["msg"]
+        for err in found[:MAX_FIELD_ERRORS]
+    }
     first = next(iter(errors.items()))
     return ValidationFailedError(f"{first[0]}: {first[1]}", errors=errors)
 

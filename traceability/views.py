@@ -39,7 +39,7 @@ from traceability.activation import (
     record_activation,
     roll_range,
 )
-from traceability.codes import CodeRef, resolve_code, resolve_codes
+from traceability.codes import CodeRef, bulk, resolve_code, resolve_codes
 from traceability.distributors import (
     authorised_regions,
     bind_api_key,
@@ -68,8 +68,8 @@ from traceability.shipments import (
 
 api = Blueprint("trace_api", __name__)
 
-LOCATOR = "yima.locate_gps"
-UPLOAD_LIMIT = 16 * 1024 * 1024  # a packing upload: up to MAX_PAIRS pairs of URLs  # app.extensions key: (lat, lon, accuracy_m) -> trace.Located
+LOCATOR = "yima.locate_gps"  # app.extensions key: (lat, lon, accuracy_m) -> traceability.Located
+UPLOAD_LIMIT = 16 * 1024 * 1024  # a packing upload: up to MAX_PAIRS pairs of URLs
 
 
 # --- who is asking -------------------------------------------------------------------------
@@ -353,18 +353,19 @@ def _pack(pairs: list[tuple[str, str]], line: str, at: Any) -> schemas.PackOut:
     principal, _ = _caller("write")
     texts = [t for pair in pairs for t in pair]
     fields = [f"pairs[{i // 2}].{'parent' if i % 2 == 0 else 'child'}" for i in range(len(texts))]
-    refs = resolve_codes(
-        app_runtime(), db_session(), tenant_id=principal.tenant_id, texts=texts, fields=fields
-    )
-    result = pack(
-        db_session(),
-        app_runtime(),
-        tenant_id=principal.tenant_id,
-        pairs=list(zip(refs[0::2], refs[1::2], strict=True)),
-        operator=principal.actor,
-        line=line,
-        at=at,
-    )
+    with bulk():
+        refs = resolve_codes(
+            app_runtime(), db_session(), tenant_id=principal.tenant_id, texts=texts, fields=fields
+        )
+        result = pack(
+            db_session(),
+            app_runtime(),
+            tenant_id=principal.tenant_id,
+            pairs=list(zip(refs[0::2], refs[1::2], strict=True)),
+            operator=principal.actor,
+            line=line,
+            at=at,
+        )
     return schemas.PackOut(packed=result.packed, already_packed=result.already_packed)
 
 
