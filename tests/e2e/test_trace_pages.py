@@ -4,65 +4,19 @@ Playwright): a traced code shows where it has been; a link without a serial show
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pytest
-from werkzeug.serving import make_server
-
 import codegen
-import scan_service
 import traceability
 from core.runtime import Runtime
+from tests.e2e.browser import needs_chromium
 from tests.factories import make_brand
 from traceability.activation import SerialRange
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(),
-    reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)",
-)
+pytestmark = needs_chromium
 
 T0 = dt.datetime(2026, 11, 20, 20, 30, tzinfo=dt.UTC)  # 2026-11-21 04:30 in Shanghai
-
-
-@pytest.fixture
-def server(runtime: Runtime) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, scan_service.create_app(), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def test_a_traced_code_and_a_product_link_in_the_browser(
