@@ -153,3 +153,17 @@ def test_an_analyst_reads_alerts_but_cannot_change_settings(runtime: Runtime, br
             ).status_code
             == 403
         )
+
+
+@pytest.mark.parametrize("reason", ["overprint", "not_sold"])
+def test_a_line_blacklists_overprinted_or_unsold_ranges(
+    api: Any, runtime: Runtime, brand: Brand, reason: str
+) -> None:
+    made = api(
+        "POST",
+        "/blacklist",
+        json={"batch_id": brand.batch_id, "first_serial": 40, "last_serial": 60, "reason": reason},
+    )
+    assert made.status_code == 201 and made.get_json()["reason"] == reason
+    assert _scan(_url(runtime, brand, 50), "phone-0001") == "suspicious"
+    assert _scan(_url(runtime, brand, 61), "phone-0001") == "genuine"
