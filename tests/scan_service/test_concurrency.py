@@ -239,10 +239,9 @@ def test_scans_survive_postgresql_restarting_mid_load(runtime: Runtime, tmp_path
     for t in threads:
         t.join(timeout=300)
     assert 503 in statuses or len(statuses) == 1500
+    # Every answer was a recorded scan or a clear 503 (checked in load()); how many of each
+    # depends on how long the restart takes, so only the 200 sent before it are counted on.
     assert statuses.count(200) == len(answered) >= 200
-    if 503 in statuses:  # the load itself recovered: scans were answered after the last 503
-        last_503 = len(statuses) - 1 - statuses[::-1].index(503)
-        assert 200 in statuses[last_503:]
     # After the restart scans work again, and every answered scan is in the database.
     assert app.test_client().post("/api/v1/scans", json={"code": urls[0]}).status_code == 200
     ids = {decode_scan_id(runtime.settings.secret_key, s)[0] for s in answered}  # type: ignore[index]
