@@ -98,6 +98,39 @@ def test_keys_rotate_and_retire_from_the_cli(yima) -> None:  # type: ignore[no-u
     assert f"{first_key}\tretired" in listing and "current" in listing
 
 
+def test_a_line_activates_and_packs_from_the_cli(yima, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    yima("tenants", "create", "tea-co", "--name", "Tea Co.")
+    yima("products", "create", "--sku", "LJ-250", "--name", "Longjing 250 g")
+    batch_id = yima(
+        "batches", "create", "--sku", "LJ-250", "--lot", "L1", "--quantity", "1000000"
+    ).stdout.split()[1]
+    activated = yima("trace", "activate", batch_id, "--first", "1", "--last", "1000000")
+    assert "activated 1,000,000 codes" in activated.stdout
+    target = tmp_path / "codes.csv"
+    yima(
+        "batches",
+        "export",
+        batch_id,
+        "--format",
+        "csv",
+        "--first",
+        "1",
+        "--last",
+        "30",
+        "--out",
+        str(target),
+    )
+    urls = [row[2] for row in list(csv.reader(io.StringIO(target.read_text())))[1:]]
+    sheet = tmp_path / "packing.csv"
+    sheet.write_text("parent,child\n" + "".join(f"{urls[29]},{u}\n" for u in urls[:24]))
+    assert "24 packed, 0 already packed" in yima("trace", "pack", str(sheet)).stdout
+    assert "0 packed, 24 already packed" in yima("trace", "pack", str(sheet)).stdout
+    clash = tmp_path / "clash.csv"
+    clash.write_text(f"{urls[28]},{urls[0]}\n")
+    refused = yima("trace", "pack", str(clash), ok=False)
+    assert refused.returncode == 2 and "already in" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -127,3 +160,14 @@ def test_demo_builds_a_brand_with_print_files(yima, tmp_path: Path) -> None:  # 
     assert any(f.endswith(".csv") for f in files) and any(f.endswith(".pdf") for f in files)
     again = yima("demo").stdout
     assert "already set up" in again
+    # The demo's first tin went from the line to a Hangzhou dealer; the command tells it.
+    code = next(line.split()[-1] for line in out.splitlines() if "printed short code" in line)
+    journey = yima("trace", "journey", "--lang", "en", code).stdout
+    assert journey.splitlines()[1:] == [
+        "  2026-11-03 09:30 UTC  Made and activated at 杭州西湖茶厂 L1",
+        "  2026-11-03 11:30 UTC  Packed into a case",
+        "  2026-11-03 11:30 UTC  Its case was packed onto a pallet",
+        "  2026-11-04 09:30 UTC  Shipped to 浙江省总经销",
+        "  2026-11-05 09:30 UTC  Received by 浙江省总经销",
+        "  2026-11-06 09:30 UTC  Shipped to 杭州西湖茶叶店",
+    ]
