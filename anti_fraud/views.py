@@ -10,11 +10,10 @@ from flask import Blueprint, request
 
 import codegen
 from anti_fraud import alerts, diversion, schemas, services
-from core import services as core_services
-from core.auth import current_principal, requires
+from core.auth import audit, current_principal, requires
 from core.errors import ValidationFailedError
 from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
-from core.web import app_runtime, client_ip, db_session
+from core.web import app_runtime, db_session
 
 api = Blueprint("anti_fraud_api", __name__)
 
@@ -119,14 +118,10 @@ def add_blacklist() -> Any:
         note=body.note,
         actor=principal.actor,
     )
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="blacklist.add",
+    audit(
+        "blacklist.add",
         target_type="blacklist",
         target_id=entry.id,
-        ip=client_ip(),
         detail={"batch_id": batch_id, "first": first, "last": last, "reason": body.reason},
     )
     return schemas.BlacklistOut.of(entry).model_dump(mode="json"), 201
@@ -152,15 +147,11 @@ def lift_blacklist(entry_id: int) -> Any:
         reason=body.reason,
         actor=principal.actor,
     )
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="blacklist.lift",
+    audit(
+        "blacklist.lift",
         target_type="blacklist",
         target_id=entry.id,
         detail={"reason": body.reason},
-        ip=client_ip(),
     )
     return schemas.BlacklistOut.of(entry).model_dump(mode="json")
 
@@ -193,15 +184,11 @@ def put_settings() -> Any:
     thresholds = services.update_thresholds(
         session, app_runtime(), tenant_id=principal.tenant_id, **body.model_dump(exclude_none=True)
     )
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="anti_fraud.settings",
+    audit(
+        "anti_fraud.settings",
         target_type="tenant",
         target_id=principal.tenant_id,
         detail=body.model_dump(exclude_none=True),
-        ip=client_ip(),
     )
     return _settings_out(thresholds)
 
@@ -321,14 +308,10 @@ def review_diversion_alert(alert_id: int) -> Any:
         note=body.note,
         actor=principal.actor,
     )
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="diversion.review",
+    audit(
+        "diversion.review",
         target_type="diversion_alert",
         target_id=alert_id,
         detail=body.model_dump(),
-        ip=client_ip(),
     )
     return schemas.DiversionAlertOut.of(alert).model_dump(mode="json")

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, request, send_file
 from codegen import exports, schemas, services
 from codegen.tokens import VerifiedCode
 from core import services as core_services
-from core.auth import current_principal, requires
+from core.auth import audit, current_principal, requires
 from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
 from core.web import app_runtime, client_ip, db_session
 
@@ -118,15 +118,11 @@ def create_batch() -> Any:
     batch = services.create_batch(
         session, runtime=app_runtime(), tenant_id=principal.tenant_id, **body.model_dump()
     )
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="batch.create",
+    audit(
+        "batch.create",
         target_type="batch",
         target_id=batch.id,
         detail={"quantity": batch.quantity, "lot": batch.lot},
-        ip=client_ip(),
     )
     return schemas.BatchOut.of(batch).model_dump(mode="json"), 201
 
@@ -284,15 +280,7 @@ def rotate_key() -> Any:
     principal = current_principal()
     session = db_session()
     key_id = services.rotate_code_key(session, runtime=app_runtime(), tenant_id=principal.tenant_id)
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="key.rotate",
-        target_type="key",
-        target_id=key_id,
-        ip=client_ip(),
-    )
+    audit("key.rotate", target_type="key", target_id=key_id)
     key = core_services.get_current_code_key(session, tenant_id=principal.tenant_id)
     return _key_out(key).model_dump(mode="json"), 201
 
@@ -317,15 +305,11 @@ def retire_key(key_id: int) -> Any:
         key_id=key_id,
         reason=body.reason,
     )
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="key.retire",
+    audit(
+        "key.retire",
         target_type="key",
         target_id=key_id,
         detail={"reason": body.reason, "batches_revoked": revoked},
-        ip=client_ip(),
     )
     keys = {k.id: k for k in core_services.list_code_keys(session, tenant_id=principal.tenant_id)}
     return schemas.KeyRetireOut(key=_key_out(keys[key_id]), batches_revoked=revoked).model_dump(

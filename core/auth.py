@@ -70,3 +70,22 @@ def requires(permission: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorate
+
+
+def audit(
+    action: str, *, target_type: str, target_id: object, detail: dict[str, Any] | None = None
+) -> None:
+    """Write the caller's act to the audit log, in the request's transaction (with its IP)."""
+    from core.web import client_ip
+
+    principal = current_principal()
+    services.record_audit(
+        db_session(),
+        tenant_id=principal.tenant_id,
+        actor=principal.actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        detail=detail,
+        ip=client_ip(),
+    )

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from core import services as core_services
-from core.auth import PERMISSIONS, Principal, current_principal
+from core.auth import PERMISSIONS, Principal, audit, current_principal
 from core.db import after_commit
 from core.errors import PermissionDeniedError, ValidationFailedError
 from core.openapi import (
@@ -30,7 +30,7 @@ from core.openapi import (
     parse_body,
     query_int,
 )
-from core.web import app_runtime, client_ip, db_session
+from core.web import app_runtime, db_session
 from traceability import schemas
 from traceability.activation import (
     SerialRange,
@@ -185,15 +185,11 @@ def put_settings() -> Any:
         tenant_id=principal.tenant_id,
         require_activation=body.require_activation,
     )
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="trace.settings",
+    audit(
+        "trace.settings",
         target_type="tenant",
         target_id=principal.tenant_id,
         detail=body.model_dump(),
-        ip=client_ip(),
     )
     return schemas.SettingsIO(require_activation=config.require_activation).model_dump()
 
@@ -636,15 +632,11 @@ def post_distributor_key(distributor_id: int) -> Any:
         session, tenant_id=principal.tenant_id, name=body.name, role="distributor"
     )
     bind_api_key(session, distributor_id=distributor_id, api_key_id=issued.key.id)
-    core_services.record_audit(
-        session,
-        tenant_id=principal.tenant_id,
-        actor=principal.actor,
-        action="trace.distributor_key",
+    audit(
+        "trace.distributor_key",
         target_type="distributor",
         target_id=distributor_id,
         detail={"api_key_id": issued.key.id, "name": body.name},
-        ip=client_ip(),
     )
     return schemas.DistributorKeyOut(
         id=issued.key.id, distributor_id=distributor_id, name=body.name, token=issued.token
