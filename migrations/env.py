@@ -9,6 +9,7 @@ from sqlalchemy.engine import Connection
 import anti_fraud.models  # noqa: F401  (registers the tables)
 import codegen.models  # noqa: F401
 import core.models  # noqa: F401
+import members.models  # noqa: F401
 import traceability.models  # noqa: F401
 from core.db import Base
 

@@ -1,0 +1,619 @@
+"""The points ledger: earn, spend, adjust, reverse, expire, activate — each exactly once.
+
+Every operation first inserts its entry under a business key unique per tenant
+(``INSERT ... ON CONFLICT DO NOTHING RETURNING id``): a retried or concurrent request with the same
+key finds the entry there and applies nothing (the database decides, not a read in Python). The
+entry, its lot or its allocations, and the balance cache change in the caller's transaction, so
+they commit together or not at all.
+
+Debits lock the member's spendable lots (``FOR UPDATE``, soonest expiry first, then oldest) and
+take from them in that order; two concurrent spends of one member queue on those locks and never
+spend a point twice. A spend the active lots cannot cover is refused and changes nothing. A
+reversal (clawback of a scan's points found fraudulent) takes the points back from the original
+lot first, pending or not, then from the others; what they cannot cover becomes a deficit and the
+balance goes negative — by policy, and visibly.
+
+Pending → active: a lot earned by a scan waits ``pending_for`` (fraud checks run meanwhile) and
+cannot be spent until :func:`activate_due` moves it; :func:`expire_due` debits what expired lots
+still hold. Both work in batches, skip rows another worker holds, and are idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from core.db import utcnow
+from core.errors import ConflictError, ValidationFailedError
+from members.errors import InsufficientPointsError, LedgerKeyConflictError
+from members.models import Balance, PointsAllocation, PointsEntry, PointsLot
+
+MAX_POINTS = 100_000_000
+
+
+# --- expiry policies ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """When earned points expire: ``N`` days after, the end of the month or year they were
+    earned in (in the brand's timezone), or never."""
+
+    kind: str  # days | end_of_month | end_of_year | never
+    days: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Expiry:
+        if text in ("end_of_month", "end_of_year", "never"):
+            return cls(text)
+        match = re.fullmatch(r"([1-9][0-9]{0,4})d", text)
+        if match is None:
+            raise ValidationFailedError.field(
+                "expiry", "'<N>d' (1-99999 days), 'end_of_month', 'end_of_year' or 'never'"
+            )
+        return cls("days", int(match.group(1)))
+
+    def at(self, earned_at: dt.datetime, timezone: str) -> dt.datetime | None:
+        """The first instant the points are no longer valid (UTC), or None."""
+        if self.kind == "never":
+            return None
+        if self.kind == "days":
+            return earned_at + dt.timedelta(days=self.days)
+        local = earned_at.astimezone(ZoneInfo(timezone))
+        if self.kind == "end_of_month":
+            year, month = (
+                (local.year + 1, 1) if local.month == 12 else (local.year, local.month + 1)
+            )
+        else:
+            year, month = local.year + 1, 1
+        return dt.datetime(year, month, 1, tzinfo=ZoneInfo(timezone)).astimezone(dt.UTC)
+
+
+# --- entries ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applied:
+    """The entry a business key names, and whether this call wrote it (False: it was there)."""
+
+    entry_id: int
+    applied: bool
+
+
+def _check_points(points: int) -> None:
+    if isinstance(points, bool) or not isinstance(points, int) or not 0 < points <= MAX_POINTS:
+        raise ValidationFailedError.field("points", f"a whole number from 1 to {MAX_POINTS}")
+
+
+def _upsert(session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+    return dialect_insert
+
+
+def _write_entry(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    kind: str,
+    points: int,
+    business_key: str,
+    reason: str,
+    actor: str,
+    ref: dict[str, Any],
+    now: dt.datetime,
+    same_entry: bool = True,
+) -> Applied:
+    if not business_key or len(business_key) > 200:
+        raise ValidationFailedError.field("business_key", "1-200 characters")
+    values = {
+        "tenant_id": tenant_id,
+        "member_id": member_id,
+        "kind": kind,
+        "points": points,
+        "business_key": business_key,
+        "reason": reason[:500],
+        "actor": actor[:200],
+        "ref": ref,
+        "created_at": now,
+    }
+    stmt = (
+        _upsert(session)(PointsEntry)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "business_key"])
+        .returning(PointsEntry.id)
+    )
+    new_id = session.execute(stmt).scalar()
+    if new_id is not None:
+        return Applied(int(new_id), True)
+    there = session.execute(
+        select(PointsEntry.id, PointsEntry.member_id, PointsEntry.kind, PointsEntry.points).where(
+            PointsEntry.tenant_id == tenant_id, PointsEntry.business_key == business_key
+        )
+    ).one()
+    if same_entry and (there.member_id, there.kind, there.points) != (member_id, kind, points):
+        raise LedgerKeyConflictError(
+            f"business key {business_key!r} was used for another entry",
+            errors={"business_key": "already used for a different entry"},
+        )
+    return Applied(int(there.id), False)
+
+
+def _bump(
+    session: Session, *, tenant_id: int, member_id: int, active: int, pending: int, now: dt.datetime
+) -> None:
+    stmt = _upsert(session)(Balance).values(
+        member_id=member_id, tenant_id=tenant_id, active=active, pending=pending, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["member_id"],
+        set_={
+            "active": Balance.active + stmt.excluded.active,
+            "pending": Balance.pending + stmt.excluded.pending,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+    session.execute(stmt)
+
+
+# --- credits ----------------------------------------------------------------------------------
+
+
+def earn(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    points: int,
+    business_key: str,
+    expiry: Expiry,
+    timezone: str = "Asia/Shanghai",
+    pending_for: dt.timedelta = dt.timedelta(0),
+    kind: str = "earn",
+    reason: str = "",
+    actor: str = "system",
+    ref: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+    once_per_key: bool = False,
+) -> Applied:
+    """Credit ``points`` as a new lot, once per business key. Reusing a key for a different
+    credit is a conflict, unless ``once_per_key`` (the key names the event, whoever claims it:
+    a code's scan earns once, and a second member finds it taken)."""
+    _check_points(points)
+    now = now or utcnow()
+    done = _write_entry(
+        session,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        kind=kind,
+        points=points,
+        business_key=business_key,
+        reason=reason,
+        actor=actor,
+        ref=ref or {},
+        now=now,
+        same_entry=not once_per_key,
+    )
+    if not done.applied:
+        return done
+    pending = pending_for > dt.timedelta(0)
+    session.execute(
+        insert(PointsLot).values(
+            id=done.entry_id,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            points=points,
+            remaining=points,
+            status="pending" if pending else "active",
+            available_at=now + pending_for,
+            expires_at=expiry.at(now, timezone),
+        )
+    )
+    _bump(
+        session,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        active=0 if pending else points,
+        pending=points if pending else 0,
+        now=now,
+    )
+    return done
+
+
+# --- debits -----------------------------------------------------------------------------------
+
+
+def _take(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    entry_id: int,
+    amount: int,
+    now: dt.datetime,
+    first_lot: int | None = None,
+    allow_deficit: bool = False,
+) -> int:
+    """Allocate ``amount`` to lots (``first_lot`` first, then active lots soonest-expiry first);
+    returns the deficit left (0 unless ``allow_deficit``)."""
+    lots = PointsLot
+    locked: list[Any] = []
+    if first_lot is not None:
+        locked += session.execute(
+            select(lots.id, lots.remaining, lots.status)
+            .where(lots.id == first_lot)
+            .with_for_update()
+        ).all()
+    locked += session.execute(
+        select(lots.id, lots.remaining, lots.status)
+        .where(
+            lots.member_id == member_id,
+            lots.status == "active",
+            lots.remaining > 0,
+            (lots.expires_at.is_(None)) | (lots.expires_at > now),
+            lots.id != (first_lot or 0),
+        )
+        .order_by(lots.expires_at.asc().nulls_last(), lots.id)
+        .with_for_update()
+    ).all()
+    left = amount
+    rows: list[dict[str, Any]] = []
+    active_taken = pending_taken = 0
+    for lot_id, remaining, status in locked:
+        if left == 0:
+            break
+        part = min(left, remaining)
+        if part <= 0:
+            continue
+        session.execute(
+            update(lots).where(lots.id == lot_id).values(remaining=lots.remaining - part)
+        )
+        rows.append({"entry_id": entry_id, "lot_id": lot_id, "points": part})
+        if status == "pending":
+            pending_taken += part
+        else:
+            active_taken += part
+        left -= part
+    if left and not allow_deficit:
+        raise InsufficientPointsError(
+            f"{amount} points asked, {amount - left} spendable",
+            errors={"points": f"only {amount - left} points can be spent now"},
+        )
+    if left:
+        rows.append({"entry_id": entry_id, "lot_id": None, "points": left})
+    session.execute(insert(PointsAllocation), rows)
+    _bump(
+        session,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        active=-(active_taken + left),
+        pending=-pending_taken,
+        now=now,
+    )
+    return left
+
+
+def spend(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    points: int,
+    business_key: str,
+    reason: str = "",
+    actor: str = "system",
+    ref: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> Applied:
+    """Debit ``points`` from active lots, soonest expiry first; refused (nothing written) when
+    the member does not have them. Pending points cannot be spent."""
+    _check_points(points)
+    now = now or utcnow()
+    done = _write_entry(
+        session,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        kind="spend",
+        points=-points,
+        business_key=business_key,
+        reason=reason,
+        actor=actor,
+        ref=ref or {},
+        now=now,
+    )
+    if done.applied:
+        _take(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            entry_id=done.entry_id,
+            amount=points,
+            now=now,
+        )
+    return done
+
+
+def adjust(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    points: int,
+    business_key: str,
+    reason: str,
+    actor: str,
+    expiry: Expiry = Expiry("never"),
+    timezone: str = "Asia/Shanghai",
+    now: dt.datetime | None = None,
+) -> Applied:
+    """A manual correction with a reason: a credit (a lot) or a debit (may go negative)."""
+    if not reason.strip():
+        raise ValidationFailedError.field("reason", "say why the balance changes")
+    if points > 0:
+        return earn(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            points=points,
+            business_key=business_key,
+            expiry=expiry,
+            timezone=timezone,
+            kind="adjust",
+            reason=reason,
+            actor=actor,
+            now=now,
+        )
+    _check_points(-points)
+    now = now or utcnow()
+    done = _write_entry(
+        session,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        kind="adjust",
+        points=points,
+        business_key=business_key,
+        reason=reason,
+        actor=actor,
+        ref={},
+        now=now,
+    )
+    if done.applied:
+        _take(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            entry_id=done.entry_id,
+            amount=-points,
+            now=now,
+            allow_deficit=True,
+        )
+    return done
+
+
+def reverse(
+    session: Session,
+    *,
+    tenant_id: int,
+    original_key: str,
+    reason: str,
+    actor: str = "system",
+    now: dt.datetime | None = None,
+) -> Applied:
+    """Claw back a credit (a scan found fraudulent): its points come back out of its own lot
+    first, then out of the member's other lots; what is already spent becomes a deficit."""
+    original = session.execute(
+        select(PointsEntry.id, PointsEntry.member_id, PointsEntry.points, PointsEntry.kind).where(
+            PointsEntry.tenant_id == tenant_id, PointsEntry.business_key == original_key
+        )
+    ).one_or_none()
+    if original is None or original.points <= 0:
+        raise ConflictError(
+            f"no credit {original_key!r} to reverse", errors={"original_key": "no such credit"}
+        )
+    now = now or utcnow()
+    done = _write_entry(
+        session,
+        tenant_id=tenant_id,
+        member_id=original.member_id,
+        kind="reverse",
+        points=-original.points,
+        business_key=f"reverse:{original_key}"[:200],
+        reason=reason,
+        actor=actor,
+        ref={"entry_id": original.id},
+        now=now,
+    )
+    if done.applied:
+        _take(
+            session,
+            tenant_id=tenant_id,
+            member_id=original.member_id,
+            entry_id=done.entry_id,
+            amount=original.points,
+            now=now,
+            first_lot=original.id,
+            allow_deficit=True,
+        )
+    return done
+
+
+# --- scheduled work -----------------------------------------------------------------------------
+
+
+def _skip_locked(stmt: Any, session: Session) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return stmt.with_for_update(skip_locked=True)
+    return stmt
+
+
+def activate_due(session: Session, *, now: dt.datetime | None = None, limit: int = 5_000) -> int:
+    """Make pending lots whose window has passed spendable; returns how many moved."""
+    now = now or utcnow()
+    lots = PointsLot
+    due = session.execute(
+        _skip_locked(
+            select(lots.id, lots.tenant_id, lots.member_id, lots.remaining)
+            .where(lots.status == "pending", lots.available_at <= now)
+            .order_by(lots.available_at)
+            .limit(limit),
+            session,
+        )
+    ).all()
+    for lot_id, tenant_id, member_id, remaining in due:
+        moved = session.execute(
+            update(lots).where(lots.id == lot_id, lots.status == "pending").values(status="active")
+        ).rowcount  # type: ignore[attr-defined]
+        if moved and remaining:
+            _bump(
+                session,
+                tenant_id=tenant_id,
+                member_id=member_id,
+                active=remaining,
+                pending=-remaining,
+                now=now,
+            )
+    return len(due)
+
+
+def expire_due(session: Session, *, now: dt.datetime | None = None, limit: int = 5_000) -> int:
+    """Debit what expired lots still hold, once per lot (key ``expire:<lot>``); returns how
+    many lots were expired. Call again until it returns 0."""
+    now = now or utcnow()
+    lots = PointsLot
+    due = session.execute(
+        _skip_locked(
+            select(lots.id, lots.tenant_id, lots.member_id, lots.remaining, lots.status)
+            .where(lots.remaining > 0, lots.expires_at <= now)
+            .order_by(lots.expires_at)
+            .limit(limit),
+            session,
+        )
+    ).all()
+    if not due:
+        return 0
+    entries = session.execute(
+        _upsert(session)(PointsEntry)
+        .values(
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "member_id": member_id,
+                    "kind": "expire",
+                    "points": -remaining,
+                    "business_key": f"expire:{lot_id}",
+                    "reason": "expired",
+                    "actor": "system",
+                    "ref": {"lot_id": lot_id},
+                    "created_at": now,
+                }
+                for lot_id, tenant_id, member_id, remaining, _status in due
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "business_key"])
+        .returning(PointsEntry.id, PointsEntry.business_key)
+    ).all()
+    by_key = {key: entry_id for entry_id, key in entries}
+    allocations = []
+    for lot_id, tenant_id, member_id, remaining, status in due:
+        entry_id = by_key.get(f"expire:{lot_id}")
+        if entry_id is None:
+            continue
+        session.execute(update(lots).where(lots.id == lot_id).values(remaining=0))
+        allocations.append({"entry_id": entry_id, "lot_id": lot_id, "points": remaining})
+        _bump(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            active=-remaining if status == "active" else 0,
+            pending=-remaining if status == "pending" else 0,
+            now=now,
+        )
+    if allocations:
+        session.execute(insert(PointsAllocation), allocations)
+    return len(due)
+
+
+# --- reading and checking ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Points:
+    active: int
+    pending: int
+
+
+def balance_of(session: Session, member_id: int) -> Points:
+    row = session.get(Balance, member_id)
+    return Points(row.active, row.pending) if row is not None else Points(0, 0)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    member_id: int
+    cached: Points
+    from_ledger: Points
+
+
+def check_balances(session: Session, *, tenant_id: int | None = None) -> list[Mismatch]:
+    """Recompute every balance from entries and allocations alone; the members whose cache
+    disagrees (there should be none)."""
+    e, lot, a = PointsEntry, PointsLot, PointsAllocation
+    taken = (
+        select(a.lot_id, func.sum(a.points).label("taken"))
+        .where(a.lot_id.is_not(None))
+        .group_by(a.lot_id)
+    ).subquery()
+    held = (
+        select(
+            lot.member_id,
+            lot.status,
+            func.sum(e.points - func.coalesce(taken.c.taken, 0)).label("held"),
+        )
+        .join(e, e.id == lot.id)
+        .outerjoin(taken, taken.c.lot_id == lot.id)
+        .group_by(lot.member_id, lot.status)
+    )
+    deficit = (
+        select(e.member_id, func.sum(a.points).label("deficit"))
+        .join(a, a.entry_id == e.id)
+        .where(a.lot_id.is_(None))
+        .group_by(e.member_id)
+    )
+    if tenant_id is not None:
+        held = held.where(lot.tenant_id == tenant_id)
+        deficit = deficit.where(e.tenant_id == tenant_id)
+    ledger: dict[int, list[int]] = {}
+    for member_id, status, amount in session.execute(held):
+        ledger.setdefault(member_id, [0, 0])[0 if status == "active" else 1] += int(amount)
+    for member_id, amount in session.execute(deficit):
+        ledger.setdefault(member_id, [0, 0])[0] -= int(amount)
+    cached_rows = select(Balance.member_id, Balance.active, Balance.pending)
+    if tenant_id is not None:
+        cached_rows = cached_rows.where(Balance.tenant_id == tenant_id)
+    cached = {m: Points(x, y) for m, x, y in session.execute(cached_rows)}
+    out = []
+    for member_id in sorted(set(cached) | set(ledger)):
+        want = Points(*ledger.get(member_id, [0, 0]))
+        have = cached.get(member_id, Points(0, 0))
+        if want != have:
+            out.append(Mismatch(member_id, have, want))
+    return out
+
+
+def entries_of(session: Session, *, member_id: int, limit: int = 100) -> Sequence[PointsEntry]:
+    return session.scalars(
+        select(PointsEntry)
+        .where(PointsEntry.member_id == member_id)
+        .order_by(PointsEntry.id.desc())
+        .limit(limit)
+    ).all()
