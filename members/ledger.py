@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
 from core.errors import ConflictError, ValidationFailedError
+from core.runtime import Runtime
 from members.errors import InsufficientPointsError, LedgerKeyConflictError
 from members.models import Balance, PointsAllocation, PointsEntry, PointsLot
 
@@ -191,6 +192,25 @@ def earn(
     a code's scan earns once, and a second member finds it taken)."""
     _check_points(points)
     now = now or utcnow()
+    pending = pending_for > dt.timedelta(0)
+    if session.get_bind().dialect.name == "postgresql":
+        new_id = _earn_in_one_statement(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            kind=kind,
+            points=points,
+            business_key=business_key,
+            reason=reason,
+            actor=actor,
+            ref=ref or {},
+            now=now,
+            pending=pending,
+            available_at=now + pending_for,
+            expires_at=expiry.at(now, timezone),
+        )
+        if new_id is not None:
+            return Applied(new_id, True)
     done = _write_entry(
         session,
         tenant_id=tenant_id,
@@ -206,7 +226,6 @@ def earn(
     )
     if not done.applied:
         return done
-    pending = pending_for > dt.timedelta(0)
     session.execute(
         insert(PointsLot).values(
             id=done.entry_id,
@@ -228,6 +247,70 @@ def earn(
         now=now,
     )
     return done
+
+
+# The entry, its lot and the balance in one statement, prepared (a scan's credit is on the hot
+# path: three statements through SQLAlchemy cost 2.4 ms, bench/bench_members.py). Nothing is
+# written when the key exists; the caller then reads the entry that holds it.
+_EARN = (
+    "WITH e AS (INSERT INTO members_points_entries (tenant_id, member_id, kind, points,"
+    " business_key, reason, actor, ref, created_at) VALUES (%(tenant)s, %(member)s, %(kind)s,"
+    " %(points)s, %(key)s, %(reason)s, %(actor)s, %(ref)s, %(now)s)"
+    " ON CONFLICT (tenant_id, business_key) DO NOTHING RETURNING id),"
+    " l AS (INSERT INTO members_points_lots (id, tenant_id, member_id, points, remaining, status,"
+    " available_at, expires_at) SELECT id, %(tenant)s, %(member)s, %(points)s, %(points)s,"
+    " %(status)s, %(available)s, %(expires)s FROM e RETURNING id),"
+    " b AS (INSERT INTO members_balances AS b (member_id, tenant_id, active, pending, updated_at)"
+    " SELECT %(member)s, %(tenant)s, %(active)s, %(pending)s, %(now)s FROM e"
+    " ON CONFLICT (member_id) DO UPDATE SET active = b.active + excluded.active,"
+    " pending = b.pending + excluded.pending, updated_at = excluded.updated_at RETURNING 1)"
+    " SELECT id FROM e, (SELECT count(*) FROM l) AS lots, (SELECT count(*) FROM b) AS bal"
+)
+
+
+def _earn_in_one_statement(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    kind: str,
+    points: int,
+    business_key: str,
+    reason: str,
+    actor: str,
+    ref: dict[str, Any],
+    now: dt.datetime,
+    pending: bool,
+    available_at: dt.datetime,
+    expires_at: dt.datetime | None,
+) -> int | None:
+    from psycopg.types.json import Json
+
+    if not business_key or len(business_key) > 200:
+        raise ValidationFailedError.field("business_key", "1-200 characters")
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(
+        _EARN,
+        {
+            "tenant": tenant_id,
+            "member": member_id,
+            "kind": kind,
+            "points": points,
+            "key": business_key,
+            "reason": reason[:500],
+            "actor": actor[:200],
+            "ref": Json(ref),
+            "now": now,
+            "status": "pending" if pending else "active",
+            "available": available_at,
+            "expires": expires_at,
+            "active": 0 if pending else points,
+            "pending": points if pending else 0,
+        },
+        prepare=True,
+    )
+    row = cursor.fetchone()
+    return int(row[0]) if row is not None else None
 
 
 # --- debits -----------------------------------------------------------------------------------
@@ -485,15 +568,54 @@ def activate_due(session: Session, *, now: dt.datetime | None = None, limit: int
     return len(due)
 
 
-def expire_due(session: Session, *, now: dt.datetime | None = None, limit: int = 5_000) -> int:
+# One batch of expiry in one statement on PostgreSQL: the due lots (locked, skipping those
+# another worker holds), their entries (once per lot by business key), the lots emptied, the
+# allocations, the balances. Statement by statement a million lots took 150 s.
+_EXPIRE = (
+    "WITH due AS (SELECT id, tenant_id, member_id, remaining, status FROM members_points_lots"
+    " WHERE remaining > 0 AND expires_at <= %(now)s AND member_id %% %(shards)s = %(shard)s"
+    " ORDER BY expires_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED),"
+    " e AS (INSERT INTO members_points_entries (tenant_id, member_id, kind, points, business_key,"
+    " reason, actor, ref, created_at) SELECT tenant_id, member_id, 'expire', -remaining,"
+    " 'expire:' || id, 'expired', 'system', json_build_object('lot_id', id), %(now)s FROM due"
+    " ON CONFLICT (tenant_id, business_key) DO NOTHING RETURNING id, business_key),"
+    " d AS (SELECT due.*, e.id AS entry_id FROM due"
+    " JOIN e ON e.business_key = 'expire:' || due.id),"
+    " u AS (UPDATE members_points_lots l SET remaining = 0 FROM d WHERE l.id = d.id RETURNING 1),"
+    " a AS (INSERT INTO members_points_allocations (entry_id, lot_id, points)"
+    " SELECT entry_id, id, remaining FROM d RETURNING 1),"
+    " b AS (UPDATE members_balances b SET active = b.active - s.a, pending = b.pending - s.p,"
+    " updated_at = %(now)s FROM (SELECT member_id,"
+    " sum(CASE WHEN status = 'active' THEN remaining ELSE 0 END) AS a,"
+    " sum(CASE WHEN status = 'pending' THEN remaining ELSE 0 END) AS p FROM d GROUP BY member_id) s"
+    " WHERE b.member_id = s.member_id RETURNING 1)"
+    " SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM u), (SELECT count(*) FROM a),"
+    " (SELECT count(*) FROM b)"
+)
+
+
+def expire_due(
+    session: Session,
+    *,
+    now: dt.datetime | None = None,
+    limit: int = 5_000,
+    shard: tuple[int, int] = (0, 1),
+) -> int:
     """Debit what expired lots still hold, once per lot (key ``expire:<lot>``); returns how
-    many lots were expired. Call again until it returns 0."""
+    many lots were expired. Call again until it returns 0. ``shard`` (k, n) takes only the
+    members with ``member_id % n == k``, so n workers never touch the same balance."""
     now = now or utcnow()
+    k, n = shard
+    if session.get_bind().dialect.name == "postgresql":
+        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(_EXPIRE, {"now": now, "limit": limit, "shard": k, "shards": n}, prepare=True)
+        row = cursor.fetchone()
+        return int(row[0]) if row else 0
     lots = PointsLot
     due = session.execute(
         _skip_locked(
             select(lots.id, lots.tenant_id, lots.member_id, lots.remaining, lots.status)
-            .where(lots.remaining > 0, lots.expires_at <= now)
+            .where(lots.remaining > 0, lots.expires_at <= now, lots.member_id % n == k)
             .order_by(lots.expires_at)
             .limit(limit),
             session,
@@ -524,23 +646,58 @@ def expire_due(session: Session, *, now: dt.datetime | None = None, limit: int =
     ).all()
     by_key = {key: entry_id for entry_id, key in entries}
     allocations = []
+    expired: list[int] = []
+    per_member: dict[tuple[int, int], list[int]] = {}
     for lot_id, tenant_id, member_id, remaining, status in due:
         entry_id = by_key.get(f"expire:{lot_id}")
         if entry_id is None:
             continue
-        session.execute(update(lots).where(lots.id == lot_id).values(remaining=0))
+        expired.append(lot_id)
         allocations.append({"entry_id": entry_id, "lot_id": lot_id, "points": remaining})
-        _bump(
-            session,
-            tenant_id=tenant_id,
-            member_id=member_id,
-            active=-remaining if status == "active" else 0,
-            pending=-remaining if status == "pending" else 0,
-            now=now,
-        )
-    if allocations:
+        debit = per_member.setdefault((tenant_id, member_id), [0, 0])
+        debit[0 if status == "active" else 1] += remaining
+    if expired:
+        # Set-based: one UPDATE of the lots, one INSERT of allocations, one UPDATE of the
+        # balances per batch (a statement per lot made a million lots take a quarter hour).
+        session.execute(update(lots).where(lots.id.in_(expired)).values(remaining=0))
         session.execute(insert(PointsAllocation), allocations)
+        balances = Balance.__table__.c
+        session.connection().execute(
+            update(Balance.__table__)  # type: ignore[arg-type]
+            .where(balances.member_id == bindparam("m"))
+            .values(
+                active=balances.active - bindparam("a"),
+                pending=balances.pending - bindparam("p"),
+                updated_at=bindparam("at"),
+            ),
+            [{"m": m, "a": a, "p": p, "at": now} for (_t, m), (a, p) in per_member.items()],
+        )
     return len(due)
+
+
+def expire_all(
+    runtime: Runtime, *, now: dt.datetime | None = None, workers: int = 2, limit: int = 5_000
+) -> int:
+    """Expire everything due, ``workers`` shards in parallel (threads, a connection each), each
+    batch its own transaction: stopping half way loses nothing, and running it again finishes
+    the rest. Returns how many lots were expired."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = now or utcnow()
+
+    def run(k: int) -> int:
+        total = 0
+        while True:
+            with runtime.db.unit_of_work() as session:
+                done = expire_due(session, now=now, limit=limit, shard=(k, workers))
+            if not done:
+                return total
+            total += done
+
+    if workers == 1 or runtime.db.is_sqlite:
+        return sum(run(k) for k in range(workers))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="yima-expiry") as pool:
+        return sum(pool.map(run, range(workers)))
 
 
 # --- reading and checking ---------------------------------------------------------------------

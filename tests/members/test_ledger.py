@@ -320,3 +320,37 @@ def test_many_concurrent_earns_and_spends_never_disagree_with_the_ledger(
         assert members.balance_of(session, member_id).active >= 0
         dups = session.scalar(select(func.count()).where(PointsEntry.business_key.like("dup:%")))
     assert dups == 5
+
+
+def test_expiring_everything_in_parallel_shards_is_complete_and_idempotent(
+    runtime: Runtime, member: tuple[int, int]
+) -> None:
+    tenant_id, _ = member
+    with runtime.db.unit_of_work() as session:
+        ids = [members.create_member(session, tenant_id=tenant_id).id for _ in range(7)]
+        for n, member_id in enumerate(ids):
+            for i in range(3):
+                members.earn(
+                    session,
+                    tenant_id=tenant_id,
+                    member_id=member_id,
+                    points=5 + i,
+                    business_key=f"m{n}:{i}",
+                    expiry=members.Expiry.parse("30d"),
+                    now=T0,
+                )
+            members.earn(
+                session,
+                tenant_id=tenant_id,
+                member_id=member_id,
+                points=1,
+                business_key=f"m{n}:keep",
+                expiry=members.Expiry.parse("never"),
+                now=T0,
+            )
+    later = T0 + dt.timedelta(days=31)
+    assert members.expire_all(runtime, now=later, workers=2, limit=4) == 21
+    assert members.expire_all(runtime, now=later, workers=2, limit=4) == 0
+    assert [points(runtime, m) for m in ids] == [(1, 0)] * 7
+    with runtime.db.unit_of_work() as session:
+        assert members.check_balances(session) == []
