@@ -31,11 +31,13 @@ celery_app.conf.update(
     result_backend=None,
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
-    imports=["codegen.tasks", "anti_fraud.tasks"],
+    imports=["codegen.tasks", "anti_fraud.tasks", "members.tasks"],
     beat_schedule={
         "resume-stalled-exports": {"task": "codegen.resume_exports", "schedule": 60.0},
         "evaluate-alerts": {"task": "anti_fraud.evaluate_alerts", "schedule": 60.0},
         "evaluate-diversion": {"task": "anti_fraud.evaluate_diversion", "schedule": 300.0},
+        "activate-pending-points": {"task": "members.activate_pending_points", "schedule": 60.0},
+        "expire-points": {"task": "members.expire_points", "schedule": 3600.0},
         "ensure-scan-partitions": {
             "task": "anti_fraud.ensure_scan_partitions",
             "schedule": 6 * 3600.0,

@@ -568,6 +568,30 @@ def trace_journey(tenant_slug: str | None, code: str, lang: str) -> None:
 
 
 @main.group()
+def points() -> None:
+    """The points ledger's scheduled work (the worker runs it on its own)."""
+
+
+@points.command("activate")
+@handle_errors
+def points_activate() -> None:
+    """Make pending points whose window has passed spendable."""
+    from members.tasks import activate_pending_points
+
+    click.echo(f"{activate_pending_points.run():,} lot(s) activated")
+
+
+@points.command("expire")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 16))
+@handle_errors
+def points_expire(workers: int) -> None:
+    """Debit what expired lots still hold, in batches, in parallel member shards."""
+    import members
+
+    click.echo(f"{members.expire_all(_runtime(), workers=workers):,} lot(s) expired")
+
+
+@main.group()
 def diversion() -> None:
     """Diversion (窜货) alerts: evaluate the evidence, list and review alerts."""
 

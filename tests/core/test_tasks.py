@@ -31,4 +31,7 @@ def test_the_embedded_beat_sends_every_periodic_task(
         "anti_fraud.evaluate_alerts",
         "codegen.resume_exports",
         "anti_fraud.ensure_scan_partitions",
+        "anti_fraud.evaluate_diversion",
+        "members.activate_pending_points",
+        "members.expire_points",
     } <= set(sent)

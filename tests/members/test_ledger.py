@@ -354,3 +354,58 @@ def test_expiring_everything_in_parallel_shards_is_complete_and_idempotent(
     assert [points(runtime, m) for m in ids] == [(1, 0)] * 7
     with runtime.db.unit_of_work() as session:
         assert members.check_balances(session) == []
+
+
+def test_the_scheduled_tasks_activate_and_expire_and_can_run_twice(
+    runtime: Runtime, member: tuple[int, int]
+) -> None:
+    from members.tasks import activate_pending_points, expire_points
+
+    tenant_id, member_id = member
+    with runtime.db.unit_of_work() as session:
+        members.credit_scan_points(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            batch_id=1,
+            serial=3,
+            points=8,
+            expiry=members.Expiry.parse("1d"),
+            pending_for=dt.timedelta(seconds=0.001),
+        )
+        members.earn(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            points=5,
+            business_key="old",
+            expiry=members.Expiry.parse("1d"),
+            now=T0 - dt.timedelta(days=400),
+        )
+    assert activate_pending_points.run() == 1 and activate_pending_points.run() == 0
+    assert expire_points.run() == 1 and expire_points.run() == 0
+    assert points(runtime, member_id) == (8, 0)
+
+
+def test_the_cli_runs_the_scheduled_work(runtime: Runtime, member: tuple[int, int]) -> None:
+    from click.testing import CliRunner
+
+    from yima.cli import main
+
+    tenant_id, member_id = member
+    with runtime.db.unit_of_work() as session:
+        members.earn(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            points=5,
+            business_key="old",
+            expiry=members.Expiry.parse("1d"),
+            now=T0 - dt.timedelta(days=400),
+        )
+    runner = CliRunner()
+    expired = runner.invoke(main, ["points", "expire"], catch_exceptions=False)
+    assert expired.exit_code == 0 and "1 lot(s) expired" in expired.output
+    activated = runner.invoke(main, ["points", "activate"], catch_exceptions=False)
+    assert activated.exit_code == 0 and "0 lot(s) activated" in activated.output
+    assert points(runtime, member_id) == (0, 0)
