@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from anti_fraud.ratelimit import Limit, MemoryRateLimiter
+from core.ratelimit import Limit, MemoryRateLimiter
 from core.runtime import Runtime
 
 log = logging.getLogger("yima.anti_fraud")

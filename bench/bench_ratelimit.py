@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import redis
 
-from anti_fraud.ratelimit import Limit, MemoryRateLimiter, RedisRateLimiter
 from bench.machine import machine
+from core.ratelimit import Limit, MemoryRateLimiter, RedisRateLimiter
 
 CHUNK = 500
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from anti_fraud.flood import FloodGuard
-from anti_fraud.ratelimit import Limit
+from core.ratelimit import Limit
 from tests.conftest import REDIS_URL
 
 LIMITS = (Limit("test-ip", 30, 60.0), Limit("test-device", 20, 60.0))

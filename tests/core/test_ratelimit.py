@@ -23,7 +23,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from anti_fraud.ratelimit import (
+from core.ratelimit import (
     DEFAULT_REDIS_TIMEOUT_SECONDS,
     Decision,
     FallbackRateLimiter,
@@ -315,7 +315,7 @@ def test_fallback_answers_from_memory_when_redis_is_unreachable(
     limiter = FallbackRateLimiter(RedisRateLimiter(client, clock=clock), memory, clock=clock)
     limit = Limit("invalid-scan-ip", max_events=3, window_seconds=10)
 
-    with caplog.at_level(logging.WARNING, logger="anti_fraud.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="core.ratelimit"):
         decisions = [limiter.hit(limit, "ip") for _ in range(4)]
         clock.advance(6)  # past the back-off: the primary is tried again, fails again
         decisions.append(limiter.hit(limit, "ip"))

@@ -1,4 +1,4 @@
-"""Rate limits for the scan hot path: per IP, per device, per anything with a string key.
+"""Sliding-window rate limits per IP, per device, per phone — per anything with a string key.
 
 Every limiter counts with the same two-bucket sliding-window counter (docs/rate-limits.md says
 why this one and not an exact sliding log): time is cut into fixed buckets of ``window_seconds``;
