@@ -125,3 +125,16 @@ class CodeKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     retired_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class DataKey(Base):
+    """A tenant's key for one kind of personal data at rest, wrapped by the master key."""
+
+    __tablename__ = "core_data_keys"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("core_tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    purpose: Mapped[str] = mapped_column(String(32), primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -296,3 +296,33 @@ def load_key_secrets(session: Session, *, master_key: bytes) -> list[KeySecret]:
         )
         for key in list_code_keys(session)
     ]
+
+
+# --- data keys ----------------------------------------------------------------------------------
+
+
+def data_key(session: Session, *, master_key: bytes, tenant_id: int, purpose: str) -> bytes:
+    """The tenant's 32-byte key for ``purpose`` (e.g. ``pii``), made on first use. Concurrent
+    first uses agree: the primary key lets one insert win, and everyone reads that one."""
+    from core.db import insert_ignore
+    from core.keyring import unwrap_data_key, wrap_data_key
+    from core.models import DataKey
+
+    row = session.get(DataKey, (tenant_id, purpose))
+    if row is None:
+        secret = secrets.token_bytes(32)
+        insert_ignore(
+            session,
+            DataKey.__table__,
+            {
+                "tenant_id": tenant_id,
+                "purpose": purpose,
+                "wrapped": wrap_data_key(
+                    master_key, tenant_id=tenant_id, purpose=purpose, secret=secret
+                ),
+                "created_at": utcnow(),
+            },
+        )
+        row = session.get(DataKey, (tenant_id, purpose), populate_existing=True)
+        assert row is not None
+    return unwrap_data_key(master_key, tenant_id=tenant_id, purpose=purpose, wrapped=row.wrapped)
