@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import JSON, bindparam, text
 
-from core.db import UTCDateTime, utcnow
+from core.db import UTCDateTime, driver_cursor, utcnow
 from core.runtime import Runtime
 
 log = logging.getLogger("yima.anti_fraud")
@@ -118,7 +118,7 @@ class InvalidScanSpool:
 
 
 def _copy_rows(session: Any, rows: list[dict[str, Any]]) -> None:
-    cursor = session.connection().connection.driver_connection.cursor()
+    cursor = driver_cursor(session)
     with cursor.copy(_COPY) as copy:
         for row in rows:
             values = [row[name] for name in _COLUMNS]

@@ -11,7 +11,6 @@ same statement (a data-modifying CTE); SQLite takes it as a separate statement.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +19,7 @@ from sqlalchemy import JSON, TextClause, bindparam, text
 from sqlalchemy.orm import Session
 
 from anti_fraud.verdicts import CodeFacts
-from core.db import UTCDateTime
+from core.db import UTCDateTime, driver_cursor, pyformat
 
 _STATE_COLUMNS = """
     (batch_id, serial, tenant_id, first_scan_at, first_device, first_place, scan_count,
@@ -92,21 +91,10 @@ INSERT_SCAN = text(
 ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("signals", type_=JSON()))
 
 
-def _pyformat(clause: Any) -> str:
-    """The statement for psycopg itself (``%(name)s`` placeholders)."""
-    sql = clause.element.text if hasattr(clause, "element") else clause.text
-    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
-
-
-# On PostgreSQL the two statements go to psycopg directly, prepared on the server: SQLAlchemy's
-# execution and result machinery cost more CPU than the statements themselves on this path
-# (bench/bench_scan.py). The transaction is still the session's.
-_PG_UPSERT_RAW = _pyformat(PG_UPSERT)
-_PG_INSERT_SCAN_RAW = _pyformat(INSERT_SCAN)
-
-
-def _pg_cursor(session: Session) -> Any:
-    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+# On PostgreSQL the two statements go to psycopg directly, prepared (core.db, "the driver
+# itself"); the transaction is still the session's.
+_PG_UPSERT_RAW = pyformat(PG_UPSERT)
+_PG_INSERT_SCAN_RAW = pyformat(INSERT_SCAN)
 
 
 def _utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -149,7 +137,7 @@ def count_scan(
     # Core, not the ORM: this is the hot path, and nothing here needs the identity map.
     conn = session.connection()
     if conn.dialect.name == "postgresql":
-        cursor = _pg_cursor(session)
+        cursor = driver_cursor(session)
         params["place"] = Json(place)
         cursor.execute(_PG_UPSERT_RAW, params, prepare=True)
         (count, devices, first_device, first_at, first_place, plat, plon, pat, reason) = (
@@ -227,7 +215,7 @@ def insert_scan(
         "diverted": diverted,
     }
     if session.get_bind().dialect.name == "postgresql":
-        cursor = _pg_cursor(session)
+        cursor = driver_cursor(session)
         params["signals"] = Json(params["signals"])
         cursor.execute(_PG_INSERT_SCAN_RAW, params, prepare=True)
         return int(cursor.fetchone()[0])

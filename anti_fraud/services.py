@@ -247,10 +247,16 @@ def located(place: geo.Place) -> traceability.Located:
 def diversion_of(trail: traceability.CodeTrail | None, place: geo.Place) -> bool | None:
     """True: scanned outside the holder's regions; False: inside; None: cannot tell (not
     shipped, no regions, or a place too coarse for the regions)."""
-    if trail is None or trail.holder_id is None or not trail.regions:
+    if trail is None or trail.holder_id is None:
+        return None
+    return _outside(trail.regions, place)
+
+
+def _outside(regions: Sequence[str], place: geo.Place) -> bool | None:
+    if not regions:
         return None
     check = traceability.region_check(
-        [traceability.region_of_code(r) for r in trail.regions], located(place)
+        [traceability.region_of_code(r) for r in regions], located(place)
     )
     return {"inside": False, "outside": True}.get(check)
 
@@ -336,10 +342,8 @@ def refine_location(
     diverted = scan.diverted
     if scan.distributor_id is not None:
         _, regions = traceability.authorised_regions(session, scan.distributor_id)
-        check = traceability.region_check(
-            [traceability.region_of_code(r) for r in regions], located(place)
-        )
-        diverted = {"inside": False, "outside": True}.get(check, scan.diverted)
+        finer = _outside(regions, place)
+        diverted = scan.diverted if finer is None else finer
         if diverted and "diverted" not in signals:
             signals.append("diverted")
         elif diverted is False and "diverted" in signals:

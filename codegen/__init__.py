@@ -12,6 +12,7 @@ from codegen.exports import (
     open_export_file,
     resume_exports,
     run_chunk,
+    scan_host_for,
     write_codes,
 )
 from codegen.services import (
@@ -99,6 +100,7 @@ __all__ = [
     "retire_code_key",
     "rotate_code_key",
     "run_chunk",
+    "scan_host_for",
     "tenant_of_code",
     "verify",
     "verify_many",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,6 @@ from sqlalchemy import (
     MetaData,
     create_engine,
     event,
-    insert,
     literal_column,
     text,
 )
@@ -187,21 +187,55 @@ class Database:
         self.engine.dispose()
 
 
+def dialect_insert(session: Session) -> Any:
+    """The ``insert`` of the session's dialect: it has ON CONFLICT (SQLite and PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
 def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
     """INSERT ... ON CONFLICT DO NOTHING on SQLite and PostgreSQL; True when a row was added.
 
     The database's unique key decides, so concurrent callers add exactly one row.
     """
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-    else:  # pragma: no cover - other dialects are not supported
-        stmt = insert(table).values(**values)
+    stmt = dialect_insert(session)(table).values(**values).on_conflict_do_nothing()
     # RETURNING says whether a row went in (rowcount is -1 when the driver returns rows).
     return session.execute(stmt.returning(literal_column("1"))).first() is not None
+
+
+# --- the driver itself, for the hot paths -------------------------------------------------------
+#
+# A few statements run on every scan or on every row of a bulk job. On PostgreSQL they go to
+# psycopg directly, prepared on the server, inside the session's transaction: SQLAlchemy's
+# execution and result machinery cost more CPU than those statements (bench/bench_scan.py,
+# bench/bench_trace.py, bench/bench_members.py). Elsewhere everything goes through SQLAlchemy.
+
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def pyformat(clause: Any) -> str:
+    """A ``text()`` statement (or its ``.columns()`` form) with psycopg's ``%(name)s`` markers."""
+    return _NAMED.sub(r"%(\1)s", getattr(clause, "element", clause).text)
+
+
+def driver_cursor(session: Session) -> Any:
+    """A psycopg cursor on the session's connection (its transaction): PostgreSQL only."""
+    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def fetch_all(session: Session, clause: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Rows of a text statement: on PostgreSQL prepared through psycopg, times in UTC as
+    ``UTCDateTime`` gives them; elsewhere through the session."""
+    if session.get_bind().dialect.name != "postgresql":
+        return [tuple(row) for row in session.execute(clause, params).all()]
+    cursor = driver_cursor(session)
+    cursor.execute(pyformat(clause), params, prepare=True)
+    return [
+        tuple(v.astimezone(dt.UTC) if isinstance(v, dt.datetime) else v for v in row)
+        for row in cursor.fetchall()
+    ]

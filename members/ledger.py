@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from core.db import utcnow
+from core.db import dialect_insert, driver_cursor, utcnow
 from core.errors import ConflictError, ValidationFailedError
 from core.runtime import Runtime
 from members.errors import InsufficientPointsError, LedgerKeyConflictError
@@ -93,14 +93,6 @@ def _check_points(points: int) -> None:
         raise ValidationFailedError.field("points", f"a whole number from 1 to {MAX_POINTS}")
 
 
-def _upsert(session: Session) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
-    return dialect_insert
-
-
 def _write_entry(
     session: Session,
     *,
@@ -129,7 +121,7 @@ def _write_entry(
         "created_at": now,
     }
     stmt = (
-        _upsert(session)(PointsEntry)
+        dialect_insert(session)(PointsEntry)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["tenant_id", "business_key"])
         .returning(PointsEntry.id)
@@ -153,7 +145,7 @@ def _write_entry(
 def _bump(
     session: Session, *, tenant_id: int, member_id: int, active: int, pending: int, now: dt.datetime
 ) -> None:
-    stmt = _upsert(session)(Balance).values(
+    stmt = dialect_insert(session)(Balance).values(
         member_id=member_id, tenant_id=tenant_id, active=active, pending=pending, updated_at=now
     )
     stmt = stmt.on_conflict_do_update(
@@ -288,7 +280,7 @@ def _earn_in_one_statement(
 
     if not business_key or len(business_key) > 200:
         raise ValidationFailedError.field("business_key", "1-200 characters")
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = driver_cursor(session)
     cursor.execute(
         _EARN,
         {
@@ -607,7 +599,7 @@ def expire_due(
     now = now or utcnow()
     k, n = shard
     if session.get_bind().dialect.name == "postgresql":
-        cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor = driver_cursor(session)
         cursor.execute(_EXPIRE, {"now": now, "limit": limit, "shard": k, "shards": n}, prepare=True)
         row = cursor.fetchone()
         return int(row[0]) if row else 0
@@ -624,7 +616,7 @@ def expire_due(
     if not due:
         return 0
     entries = session.execute(
-        _upsert(session)(PointsEntry)
+        dialect_insert(session)(PointsEntry)
         .values(
             [
                 {

@@ -272,7 +272,3 @@ def list_activations(
     if batch_id is not None:
         stmt = stmt.where(Activation.batch_id == batch_id)
     return session.scalars(stmt.order_by(Activation.id).limit(limit)).all()
-
-
-def get_activation(session: Session, activation_id: int) -> Activation | None:
-    return session.get(Activation, activation_id)

@@ -8,9 +8,7 @@ serial beyond its batch are all ``code_unknown``, named by the field that carrie
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
@@ -95,24 +93,6 @@ def serial_in(session: Session, column: Any, serials: Sequence[int]) -> Any:
 
         return column == any_(bindparam(None, list(serials), type_=ARRAY(BigInteger())))
     return column.in_(list(serials))
-
-
-def fetch_all(session: Session, clause: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Rows of a text statement. On PostgreSQL straight through psycopg, prepared on the server
-    (the scan path: SQLAlchemy's execution machinery costs more CPU than these statements), with
-    times normalised to UTC as ``UTCDateTime`` would; elsewhere through the session."""
-    if session.get_bind().dialect.name != "postgresql":
-        return [tuple(row) for row in session.execute(clause, params).all()]
-    sql = getattr(clause, "element", clause).text
-    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(_PYFORMAT.sub(r"%(\1)s", sql), params, prepare=True)
-    return [
-        tuple(v.astimezone(dt.UTC) if isinstance(v, dt.datetime) else v for v in row)
-        for row in cursor.fetchall()
-    ]
-
-
-_PYFORMAT = re.compile(r"(?<![:\w]):(\w+)")
 
 
 @contextmanager

@@ -258,10 +258,3 @@ def distributor_of_api_key(session: Session, api_key_id: int) -> int | None:
     return session.scalar(
         select(DistributorKey.distributor_id).where(DistributorKey.api_key_id == api_key_id)
     )
-
-
-def names_of(session: Session, ids: Sequence[int]) -> dict[int, Distributor]:
-    if not ids:
-        return {}
-    rows = session.scalars(select(Distributor).where(Distributor.id.in_(set(ids)))).all()
-    return {d.id: d for d in rows}

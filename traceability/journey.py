@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from core.db import UTCDateTime
+from core.db import UTCDateTime, fetch_all
 from core.runtime import Runtime
 from traceability.activation import ActivationState
-from traceability.codes import CodeRef, fetch_all
-from traceability.distributors import names_of, party
+from traceability.codes import CodeRef
+from traceability.distributors import party
 from traceability.packing import MAX_DEPTH, PackedInto
 from traceability.settings import get_trace_config
 from traceability.shipments import Movement, holding_units_from, movements_of
@@ -97,7 +97,7 @@ def _facts(session: Session, code: CodeRef) -> tuple[ActivationState | None, lis
 
 
 def journey_steps(
-    session: Session, code: CodeRef, runtime: Runtime | None = None
+    session: Session, code: CodeRef, runtime: Runtime
 ) -> tuple[list[JourneyStep], list[Movement], ActivationState | None]:
     """Every step of the code's journey, oldest first, its movements and activation state."""
     steps: list[JourneyStep] = []
@@ -124,20 +124,10 @@ def journey_steps(
         if p.unpacked_at is not None and p.depth == 1:
             steps.append(JourneyStep(kind="unpacked", at=p.unpacked_at, level=1, parent=p.parent))
     moves = movements_of(session, code, held)
-    if runtime is not None:
 
-        def name(i: int | None) -> str | None:
-            found = party(runtime, session, i) if i is not None else None
-            return found.name if found is not None else None
-
-    else:
-        parties = names_of(
-            session,
-            [i for m in moves for i in (m.to_distributor_id, m.from_distributor_id) if i],
-        )
-
-        def name(i: int | None) -> str | None:
-            return parties[i].name if i is not None and i in parties else None
+    def name(i: int | None) -> str | None:
+        found = party(runtime, session, i) if i is not None else None
+        return found.name if found is not None else None
 
     for m in moves:
         steps.append(

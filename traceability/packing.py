@@ -17,21 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
     Connection,
-    Integer,
-    String,
     and_,
-    func,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import UTCDateTime, utcnow
+from core.db import UTCDateTime, driver_cursor, utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 from traceability.codes import CodeRef, by_batch, serial_in
@@ -182,7 +177,7 @@ def _insert(
         if conn.dialect.name == "postgresql":
             import psycopg
 
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor = driver_cursor(session)
             try:
                 with cursor.copy(f"COPY trace_packings ({_COLUMNS}) FROM STDIN") as copy:
                     for child, parent in pairs:
@@ -312,10 +307,6 @@ def contents_of(
     return found
 
 
-def count_contents(session: Session, *, tenant_id: int, parent: CodeRef) -> int:
-    return len(contents_of(session, tenant_id=tenant_id, parents=[parent]))
-
-
 @dataclass(frozen=True)
 class PackedInto:
     """One packing of a code (or of a unit holding it): into ``parent`` from ``packed_at``."""
@@ -326,52 +317,8 @@ class PackedInto:
     unpacked_at: dt.datetime | None
     line: str
     depth: int  # 1: the code itself was packed; 2: its case was packed; ...
-
-
-# Every packing of the code and, up the hierarchy, of whatever held it: one statement.
-_HISTORY = text(
-    "WITH RECURSIVE up(b, s, depth) AS ("
-    " SELECT CAST(:b AS BIGINT), CAST(:s AS BIGINT), 0"
-    " UNION"
-    " SELECT p.parent_batch_id, p.parent_serial, up.depth + 1 FROM trace_packings p"
-    " JOIN up ON p.child_batch_id = up.b AND p.child_serial = up.s"
-    f" WHERE up.depth < {MAX_DEPTH})"
-    " SELECT p.child_batch_id, p.child_serial, p.parent_batch_id, p.parent_serial, p.packed_at,"
-    " p.unpacked_at, p.line, u.depth + 1 AS depth"
-    " FROM (SELECT b, s, min(depth) AS depth FROM up GROUP BY b, s) u"
-    " JOIN trace_packings p ON p.child_batch_id = u.b AND p.child_serial = u.s"
-).columns(
-    child_batch_id=BigInteger(),
-    child_serial=BigInteger(),
-    parent_batch_id=BigInteger(),
-    parent_serial=BigInteger(),
-    packed_at=UTCDateTime(),
-    unpacked_at=UTCDateTime(),
-    line=String(),
-    depth=Integer(),
-)
-
-
-def packing_history(session: Session, code: CodeRef) -> list[PackedInto]:
-    """Every packing of the code and of what held it, oldest first (for journeys)."""
-    rows = session.execute(_HISTORY, {"b": code.batch_id, "s": code.serial}).all()
-    out = [
-        PackedInto(CodeRef(cb, cs), CodeRef(pb, ps), packed_at, unpacked_at, line, depth)
-        for cb, cs, pb, ps, packed_at, unpacked_at, line, depth in rows
-    ]
-    out.sort(key=lambda p: (p.packed_at, p.depth))
-    return out
+    # (read for a scan by traceability.journey in one statement with the code's activation)
 
 
 def current_parent(session: Session, code: CodeRef) -> CodeRef | None:
     return _current_parents(session, [code]).get(code)
-
-
-def count_packed(session: Session, *, tenant_id: int) -> int:
-    c = Packing.__table__.c
-    return int(
-        session.scalar(
-            select(func.count()).where(c.tenant_id == tenant_id, c.unpacked_at.is_(None))
-        )
-        or 0
-    )

@@ -22,11 +22,11 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.db import UTCDateTime, utcnow
+from core.db import UTCDateTime, fetch_all, utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 from traceability.activation import SerialRange, inactive_codes
-from traceability.codes import CodeRef, by_batch, fetch_all, serial_in
+from traceability.codes import CodeRef, by_batch, serial_in
 from traceability.distributors import ancestors_of, authorised_regions, get_distributor_or_raise
 from traceability.errors import (
     NotActivatedError,
@@ -123,16 +123,12 @@ def _intervals(
 def holding_units_from(
     history: Sequence[PackedInto], code: CodeRef
 ) -> dict[CodeRef, list[Interval]]:
-    """:func:`holding_units` from a code's packing history already read (no query)."""
+    """Every unit that ever held ``code`` (and the code itself) with when it held it, from the
+    code's packing history already read (no query)."""
     rows: dict[CodeRef, list[tuple[CodeRef, dt.datetime, dt.datetime]]] = defaultdict(list)
     for p in history:
         rows[p.child].append((p.parent, p.packed_at, p.unpacked_at or _FOREVER))
     return _intervals(code, rows)
-
-
-def holding_units(session: Session, code: CodeRef) -> dict[CodeRef, list[Interval]]:
-    """Every unit that ever held ``code`` (and the code itself), with when it held it."""
-    return _ancestor_intervals(session, [code])[code]
 
 
 def movements_for(

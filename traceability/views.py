@@ -17,6 +17,7 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
+import codegen
 from core import services as core_services
 from core.auth import PERMISSIONS, Principal, audit, current_principal
 from core.db import after_commit
@@ -114,8 +115,6 @@ def _code(text: object, field: str) -> CodeRef:
 
 
 def _batch_range(batch_id: int, first: int, last: int, field: str) -> SerialRange:
-    import codegen
-
     principal = current_principal()
     context = codegen.load_code_context(app_runtime(), db_session(), batch_id)
     if context is None or context.tenant_id != principal.tenant_id:
@@ -252,8 +251,6 @@ def post_activation() -> Any:
         if body.batch_id is None:
             raise ValidationFailedError.field("batch_id", "a roll is numbered within a batch")
         whole = _batch_range(body.batch_id, 1, 1, "batch_id")
-        import codegen
-
         context = codegen.load_code_context(runtime, session, whole.batch_id)
         assert context is not None
         first, last = roll_range(
@@ -813,12 +810,7 @@ def _located(location: schemas.LocationIn | None) -> tuple[Located | None, str]:
 
 
 def _scan_host(tenant_id: int) -> str:
-    from core.models import Tenant
-
-    tenant = db_session().get(Tenant, tenant_id)
-    return (tenant.scan_host if tenant and tenant.scan_host else None) or (
-        app_runtime().settings.scan_host
-    )
+    return codegen.scan_host_for(db_session(), app_runtime(), tenant_id)
 
 
 @api.get("/trace/epcis")
