@@ -20,7 +20,7 @@ precision: a scan located only to the country says nothing about provinces, so i
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -42,26 +42,6 @@ class Region:
     @property
     def level(self) -> str:
         return "city" if self.city else "province" if self.division else "country"
-
-    def label_zh(self) -> str:
-        if self.country != "CN":
-            return self.code
-        province = _cn_provinces().get(self.division or "")
-        words = ["中国"] if province is None else [province["short_zh"]]
-        if self.city:
-            words.append(self.city)
-        return "".join(words)
-
-    def label_en(self) -> str:
-        if self.country != "CN":
-            return self.code
-        province = _cn_provinces().get(self.division or "")
-        if province is None:
-            return "China"
-        if self.city:
-            city = _cn_cities()[self.division or ""].get(self.city, self.city)
-            return f"{city}, {province['name_en']}"
-        return str(province["name_en"])
 
 
 @dataclass(frozen=True)
@@ -211,8 +191,3 @@ def region_check(regions: Iterable[Region], at: Located) -> RegionCheck:
     if "inside" in answers:
         return "inside"
     return "outside" if all(a == "outside" for a in answers) else "unknown"
-
-
-def labels(codes: Sequence[str], lang: str) -> list[str]:
-    regions = [region_of_code(c) for c in codes]
-    return [r.label_en() if lang == "en" else r.label_zh() for r in regions]
