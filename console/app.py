@@ -8,6 +8,7 @@ from flask import Flask, jsonify, request
 
 import anti_fraud
 import codegen
+import members
 import traceability
 from core.config import Settings
 from core.openapi import build_spec, operation
@@ -21,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(codegen.api_blueprint(), url_prefix=API_PREFIX)
     app.register_blueprint(anti_fraud.api_blueprint(), url_prefix=API_PREFIX)
     app.register_blueprint(traceability.api_blueprint(), url_prefix=API_PREFIX)
+    app.register_blueprint(members.api_blueprint(), url_prefix=API_PREFIX)
     # Receipts carry the handheld's GPS: placed by the geolocation that scans use.
     app.extensions["yima.locate_gps"] = anti_fraud.locate_point
 

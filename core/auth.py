@@ -19,11 +19,14 @@ from core.web import db_session
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# What each role may do; admin may do everything.
+# What each role may do; admin may do everything. ``members`` reads members (phones masked),
+# ``members_write`` changes them (adjustments, orders, tags), ``pii`` sees phones unmasked
+# (every such view or export is audited). A factory operator sees no members.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"read", "write", "export", "keys"}),
+    "admin": frozenset({"read", "write", "export", "keys", "members", "members_write", "pii"}),
     "factory_operator": frozenset({"read", "write", "export"}),
-    "analyst": frozenset({"read"}),
+    "analyst": frozenset({"read", "members"}),
+    "customer_service": frozenset({"members", "members_write"}),
     "distributor": frozenset(),
 }
 

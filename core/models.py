@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, UTCDateTime, utcnow
 
-ROLES = ("admin", "factory_operator", "analyst", "distributor")
+ROLES = ("admin", "factory_operator", "analyst", "customer_service", "distributor")
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

@@ -182,7 +182,19 @@ PROBLEM_SCHEMA = {
 _CONVERTER = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
-def build_spec(app: Flask, *, title: str, version: str, prefix: str) -> dict[str, Any]:
+def build_spec(
+    app: Flask,
+    *,
+    title: str,
+    version: str,
+    prefix: str,
+    scheme: tuple[str, str] = ("apiKey", "yk_... API key"),
+    secured_only: bool = False,
+) -> dict[str, Any]:
+    """The OpenAPI document of ``app``'s routes under ``prefix``. Every operation takes the
+    bearer ``scheme`` (name, description), or with ``secured_only`` only the views marked
+    ``_yima_security``."""
+    scheme_name, scheme_text = scheme
     components: dict[str, Any] = {"Problem": PROBLEM_SCHEMA}
     paths: dict[str, Any] = {}
 
@@ -221,7 +233,10 @@ def build_spec(app: Flask, *, title: str, version: str, prefix: str) -> dict[str
                 "operationId": rule.endpoint.replace(".", "_") + "_" + method.lower(),
                 "tags": [op.tag],
                 "parameters": parameters,
-                "security": [] if rule.rule.endswith("openapi.json") else [{"apiKey": []}],
+                "security": []
+                if rule.rule.endswith("openapi.json")
+                or (secured_only and not getattr(view, "_yima_security", False))
+                else [{scheme_name: []}],
                 "responses": {},
             }
             if op.body is not None:
@@ -248,7 +263,7 @@ def build_spec(app: Flask, *, title: str, version: str, prefix: str) -> dict[str
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer", "description": "yk_... API key"}
+                scheme_name: {"type": "http", "scheme": "bearer", "description": scheme_text}
             },
         },
     }

@@ -1,5 +1,6 @@
-"""Members: the points ledger (earn, spend, adjust, reverse, expire, pending → active) and the
-scan's entry into it. Identity, tiers, redemption and segments are still to come.
+"""Members: identity (phone sign-in, profile, erasure), the points ledger (earn, spend, adjust,
+reverse, expire, pending → active) and the scan's entry into it, tiers and growth value,
+redemption, engagement (check-in, birthday, referral), tags and RFM segments.
 
 Other packages use these names only.
 """
@@ -21,6 +22,9 @@ from members.ledger import (
     spend,
 )
 from members.services import create_member, credit_scan_points, get_member_or_raise, scan_key
+from members.sessions import SignedIn, member_of_token
+from members.settings import Programme, get_programme, update_programme
+from members.views import api_blueprint, consumer_blueprint
 
 __all__ = [
     "Applied",
@@ -29,10 +33,14 @@ __all__ = [
     "LedgerKeyConflictError",
     "MemberNotFoundError",
     "Points",
+    "Programme",
+    "SignedIn",
     "activate_due",
     "adjust",
+    "api_blueprint",
     "balance_of",
     "check_balances",
+    "consumer_blueprint",
     "create_member",
     "credit_scan_points",
     "earn",
@@ -40,7 +48,10 @@ __all__ = [
     "expire_all",
     "expire_due",
     "get_member_or_raise",
+    "get_programme",
+    "member_of_token",
     "reverse",
     "scan_key",
     "spend",
+    "update_programme",
 ]

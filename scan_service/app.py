@@ -16,6 +16,7 @@ from flask import Flask, Response, jsonify, make_response, render_template, requ
 
 import anti_fraud
 import codegen
+import members
 import traceability
 from core.config import Settings
 from core.models import Tenant
@@ -108,6 +109,7 @@ def _page_headers(response: Response, lang: str, nonce: str | None = None) -> Re
 
 def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
+    app.register_blueprint(members.consumer_blueprint(), url_prefix=API_PREFIX)
 
     def page(code: str) -> Response:
         lang = _lang()
@@ -302,10 +304,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get(f"{API_PREFIX}/openapi.json")
     @operation("This OpenAPI document", tag="meta")
     def openapi() -> Any:
-        spec = build_spec(app, title="Yima scan API", version="1", prefix=API_PREFIX)
-        for path in spec["paths"].values():  # the scan API needs no key
-            for entry in path.values():
-                entry["security"] = []
+        # The scan API needs no key; the member endpoints take a member's token.
+        spec = build_spec(
+            app,
+            title="Yima scan API",
+            version="1",
+            prefix=API_PREFIX,
+            scheme=("memberToken", "ms_... member token (POST /members/sign-in)"),
+            secured_only=True,
+        )
         spec["servers"] = [{"url": request.script_root or "/"}]
         return jsonify(spec)
 

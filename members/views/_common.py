@@ -1,0 +1,63 @@
+"""What the members' views share: the two blueprints and who is asking.
+
+``consumer`` is registered by the scan app (a member's bearer token or the ``yima_m`` cookie);
+``manage`` by the console (an API key whose role carries the ``members`` permissions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, g, request
+
+from core.auth import PERMISSIONS, Principal, current_principal
+from core.errors import AuthenticationRequiredError, PermissionDeniedError
+from core.web import db_session
+from members.sessions import SignedIn, member_of_token
+
+consumer = Blueprint("members_consumer", __name__)
+manage = Blueprint("members_api", __name__)
+
+MEMBER_COOKIE = "yima_m"
+
+
+def member_token() -> str | None:
+    """The member token of this request: the bearer header, else the scan app's cookie."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.cookies.get(MEMBER_COOKIE)
+
+
+def signed_in_member() -> SignedIn | None:
+    """The signed-in member, or None (no token, or not a live one)."""
+    if "yima_member" not in g:
+        g.yima_member = member_of_token(db_session(), member_token())
+    who: SignedIn | None = g.yima_member
+    return who
+
+
+def current_member() -> SignedIn:
+    """The signed-in member, or a 401 problem."""
+    who = signed_in_member()
+    if who is None:
+        raise AuthenticationRequiredError(
+            "sign in with your phone: send 'Authorization: Bearer ms_...'"
+        )
+    return who
+
+
+def manager(need: str) -> Principal:
+    """The console caller, who must hold the ``need`` permission (``members``,
+    ``members_write`` or ``pii``)."""
+    principal = current_principal()
+    if need not in PERMISSIONS.get(principal.role, frozenset()):
+        raise PermissionDeniedError(f"the role {principal.role!r} may not {need}")
+    return principal
+
+
+def secured(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view as needing credentials in the OpenAPI spec."""
+    view.__dict__["_yima_security"] = True
+    return view
