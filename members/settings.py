@@ -88,7 +88,7 @@ def get_programme(runtime: Runtime, session: Any, tenant_id: int) -> Programme:
     if hit is not None and time.monotonic() - hit[0] < SETTINGS_TTL:
         return hit[1]
     row = session.get(MemberSettings, tenant_id)
-    programme = Programme.model_validate(row.values) if row is not None else Programme()
+    programme = Programme.model_validate(row.values if row is not None else {})
     with _lock:
         _cache[key] = (time.monotonic(), programme)
     return programme
