@@ -113,14 +113,14 @@ _guards_lock = threading.Lock()
 
 def guard_for(runtime: Runtime) -> FloodGuard:
     with _guards_lock:
-        entry = _guards.get(id(runtime))
+        entry = _guards.get(runtime.key)
         if entry is None or entry[0] is not runtime:
             settings = runtime.settings
             limits = (
                 Limit("invalid-ip", settings.invalid_scans_per_ip_per_minute, 60.0),
                 Limit("invalid-device", settings.invalid_scans_per_device_per_minute, 60.0),
             )
-            entry = _guards[id(runtime)] = (runtime, FloodGuard(limits, runtime.redis))
+            entry = _guards[runtime.key] = (runtime, FloodGuard(limits, runtime.redis))
         return entry[1]
 
 

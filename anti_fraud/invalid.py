@@ -133,9 +133,9 @@ _spools_lock = threading.Lock()
 
 def spool_for(runtime: Runtime) -> InvalidScanSpool:
     with _spools_lock:
-        spool = _spools.get(id(runtime))
+        spool = _spools.get(runtime.key)
         if spool is None or spool._runtime is not runtime:
-            spool = _spools[id(runtime)] = InvalidScanSpool(runtime)
+            spool = _spools[runtime.key] = InvalidScanSpool(runtime)
         return spool
 
 

@@ -46,7 +46,7 @@ SETTINGS_TTL = 30.0
 def get_thresholds(runtime: Runtime, tenant_id: int, session: Session | None = None) -> Thresholds:
     """The tenant's thresholds, read at most every 30 s per process (through ``session`` when
     given: a request must not wait for a second connection while it holds its own)."""
-    key = (id(runtime), tenant_id)
+    key = (runtime.key, tenant_id)
     hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < SETTINGS_TTL:
         return hit[1]
@@ -96,7 +96,7 @@ def update_thresholds(
     row.updated_at = utcnow()
     session.flush()
     with _cache_lock:
-        _cache.pop((id(runtime), tenant_id), None)
+        _cache.pop((runtime.key, tenant_id), None)
     return Thresholds(**{f: getattr(row, f) for f in _THRESHOLD_FIELDS})
 
 
@@ -492,7 +492,7 @@ def get_cached_ip_mode(runtime: Runtime, tenant_id: int | None) -> str:
     """The tenant's IP storage mode if its settings are cached, else the private default."""
     if tenant_id is None:
         return "hashed"
-    hit = _cache.get((id(runtime), tenant_id))
+    hit = _cache.get((runtime.key, tenant_id))
     return hit[1].ip_storage if hit is not None else Thresholds().ip_storage
 
 

@@ -3,9 +3,11 @@
 Run: ``.venv/bin/python bench/bench_members.py [--scans 3000] [--lots 1000000]`` from the
 repository root (PostgreSQL at 127.0.0.1:5432, a private schema created and dropped).
 
-- Points credit for a scan: ``members.credit_scan_points`` inside a transaction that also does
-  what a scan's transaction does around it (BEGIN ... COMMIT), median over ``--scans`` codes, next
-  to the same transaction without the credit: the difference is what the credit adds.
+- Points credit for a scan: the scan's step 5, ``members.reward_scan`` (the brand's programme,
+  the tier multiplier, ``credit_scan_points``, growth value, the tier check sent after commit)
+  inside a transaction (BEGIN ... COMMIT), median over ``--scans`` codes, next to the same
+  transaction without it: the difference is what crediting a scan adds. The members hold a
+  tier, so the multiplier is looked up too.
 - Expiry of ``--lots`` lots: lots are loaded with COPY (untimed), then ``members.expire_due`` runs
   in batches of 5,000 per transaction until nothing is due; it is resumable (each batch commits,
   each lot is expired once by its business key).
@@ -46,7 +48,7 @@ def schema_url(url: str, schema: str) -> str:
 
 
 def bench_credit(
-    runtime: Runtime, tenant_id: int, member_ids: list[int], n: int
+    runtime: Runtime, tenant_id: int, tier_id: int, member_ids: list[int], n: int
 ) -> tuple[float, float, float]:
     with_credit: list[float] = []
     without: list[float] = []
@@ -58,19 +60,34 @@ def bench_credit(
         t0 = time.perf_counter()
         with runtime.db.unit_of_work() as session:
             session.execute(text("SELECT 1"))
-            members.credit_scan_points(
+            reward = members.reward_scan(
                 session,
+                runtime,
+                member=members.SignedIn(tenant_id, member_ids[i % len(member_ids)], 0, tier_id),
                 tenant_id=tenant_id,
-                member_id=member_ids[i % len(member_ids)],
                 batch_id=1,
                 serial=i + 1,
-                points=10,
-                expiry=YEAR,
+                verdict="genuine",
+                timezone="Asia/Shanghai",
             )
+            assert reward.applied
         with_credit.append(time.perf_counter() - t0)
     a, b = statistics.median(with_credit) * 1000, statistics.median(without) * 1000
     p99 = sorted(with_credit)[int(len(with_credit) * 0.99)] * 1000
     return a - b, a, p99
+
+
+def make_tier(runtime: Runtime, tenant_id: int) -> int:
+    """A silver tier (x1.5 points) that every member holds."""
+    from members.models import Tier
+
+    with runtime.db.unit_of_work() as session:
+        tier = Tier(tenant_id=tenant_id, rank=1, name="银卡", min_growth=1_000_000_000)
+        tier.benefits = {"points_multiplier": 1.5}
+        session.add(tier)
+        session.flush()
+        session.execute(text("UPDATE members_members SET tier_id = :t"), {"t": tier.id})
+        return tier.id
 
 
 def load_lots(url: str, schema: str, tenant_id: int, member_ids: list[int], n: int) -> None:
@@ -149,7 +166,8 @@ def main() -> int:
     try:
         upgrade_database(url)
         with tempfile.TemporaryDirectory() as data:
-            runtime = Runtime(Settings(database_url=url, data_dir=Path(data)))
+            # Deferred work (the tier check) runs on a pool thread, as in the web server.
+            runtime = Runtime(Settings(database_url=url, data_dir=Path(data), task_mode="thread"))
             with runtime.db.unit_of_work() as session:
                 brand = make_brand(session, runtime, quantity=10)
                 tenant_id = brand.tenant_id
@@ -164,9 +182,10 @@ def main() -> int:
                 member_ids = [r[0] for r in conn.execute(text("SELECT id FROM members_members"))]
             say(f"{len(member_ids):,} members")
 
-            added, med, p99 = bench_credit(runtime, tenant_id, member_ids, args.scans)
+            tier_id = make_tier(runtime, tenant_id)
+            added, med, p99 = bench_credit(runtime, tenant_id, tier_id, member_ids, args.scans)
             say(
-                f"credit_scan_points: transaction median {med:.2f} ms (p99 {p99:.2f} ms), "
+                f"reward_scan: transaction median {med:.2f} ms (p99 {p99:.2f} ms), "
                 f"{added:+.2f} ms over the same transaction without it (n={args.scans:,})"
             )
 

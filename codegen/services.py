@@ -388,9 +388,9 @@ _caches_lock = threading.Lock()
 
 def key_ring_cache(runtime: Runtime) -> KeyRingCache:
     with _caches_lock:
-        cache = _caches.get(id(runtime))
+        cache = _caches.get(runtime.key)
         if cache is None or cache._runtime is not runtime:
-            cache = _caches[id(runtime)] = KeyRingCache(runtime)
+            cache = _caches[runtime.key] = KeyRingCache(runtime)
             cache.watch()
         return cache
 
@@ -557,6 +557,7 @@ class CodeContext:
     image_url: str | None
     shelf_life_days: int | None
     timezone: str = "Asia/Shanghai"
+    brand: str = ""  # the tenant's slug
 
 
 CONTEXT_LOCAL_TTL = 10.0  # seconds a process trusts its own copy
@@ -573,7 +574,7 @@ def load_code_context(runtime: Runtime, session: Session, batch_id: int) -> Code
     """The batch and product of a code: process memory, else Redis, else one database read."""
     import json
 
-    local_key = (id(runtime), batch_id)
+    local_key = (runtime.key, batch_id)
     hit = _contexts.get(local_key)
     if hit is not None and time.monotonic() - hit[0] < CONTEXT_LOCAL_TTL:
         return hit[1]
@@ -590,14 +591,14 @@ def load_code_context(runtime: Runtime, session: Session, batch_id: int) -> Code
         from core.models import Tenant
 
         row = session.execute(
-            select(Batch, Product, Tenant.timezone)
+            select(Batch, Product, Tenant.timezone, Tenant.slug)
             .join(Product, Product.id == Batch.product_id)
             .join(Tenant, Tenant.id == Batch.tenant_id)
             .where(Batch.id == batch_id)
         ).first()
         if row is None:
             return None
-        batch, product, timezone = row
+        batch, product, timezone, brand = row
         context = CodeContext(
             tenant_id=batch.tenant_id,
             batch_id=batch.id,
@@ -613,6 +614,7 @@ def load_code_context(runtime: Runtime, session: Session, batch_id: int) -> Code
             image_url=product.image_url,
             shelf_life_days=product.shelf_life_days,
             timezone=timezone,
+            brand=brand,
         )
         if redis is not None:
             with contextlib.suppress(Exception):  # a cache write that fails costs nothing
@@ -628,7 +630,7 @@ def forget_code_contexts(runtime: Runtime, batch_ids: Sequence[int]) -> None:
     """Drop cached contexts after a batch changed (revoked, say)."""
     with _contexts_lock:
         for batch_id in batch_ids:
-            _contexts.pop((id(runtime), batch_id), None)
+            _contexts.pop((runtime.key, batch_id), None)
     if runtime.redis is not None and batch_ids:
         with contextlib.suppress(Exception):  # the copy expires on its own within minutes
             runtime.redis.delete(*[_context_key(b) for b in batch_ids])

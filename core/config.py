@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     # Floods of codes that fail verification: per client, per minute, then 429 / a calm page.
     invalid_scans_per_ip_per_minute: int = Field(default=30, ge=1, le=1_000_000)
     invalid_scans_per_device_per_minute: int = Field(default=20, ge=1, le=1_000_000)
+    # Member sign-in by phone: who sends the one-time codes, how long they live, how often.
+    sms_sender: Literal["log"] = Field(
+        default="log", description="'log': codes go to the 'yima.sms' log (development)"
+    )
+    otp_ttl_seconds: int = Field(default=300, ge=60, le=3600)
+    otp_max_attempts: int = Field(default=5, ge=1, le=20)
+    otp_per_phone_per_minute: int = Field(default=1, ge=1, le=1_000)
+    otp_per_phone_per_hour: int = Field(default=5, ge=1, le=10_000)
+    otp_per_phone_per_day: int = Field(default=10, ge=1, le=100_000)
+    otp_per_ip_per_hour: int = Field(default=20, ge=1, le=1_000_000)
+    otp_checks_per_phone_per_hour: int = Field(default=20, ge=1, le=100_000)
 
     @field_validator("scan_host")
     @classmethod

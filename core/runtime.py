@@ -6,6 +6,7 @@ built once per process from :class:`~core.config.Settings`.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,14 @@ from core.db import Database
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
+_serials = itertools.count(1)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # What per-process caches key on: unlike id(), never reused by a later runtime.
+        self.key = next(_serials)
         self.db = Database(settings.resolved_database_url)
         self._redis: Any = None
         self._redis_lock = threading.Lock()

@@ -38,6 +38,9 @@ celery_app.conf.update(
         "evaluate-diversion": {"task": "anti_fraud.evaluate_diversion", "schedule": 300.0},
         "activate-pending-points": {"task": "members.activate_pending_points", "schedule": 60.0},
         "expire-points": {"task": "members.expire_points", "schedule": 3600.0},
+        "review-tiers": {"task": "members.review_tiers", "schedule": 86400.0},
+        "birthday-points": {"task": "members.grant_birthday_points", "schedule": 3600.0},
+        "purge-sign-in-codes": {"task": "members.purge_codes", "schedule": 3600.0},
         "ensure-scan-partitions": {
             "task": "anti_fraud.ensure_scan_partitions",
             "schedule": 6 * 3600.0,

@@ -21,12 +21,21 @@ from members.ledger import (
     reverse,
     spend,
 )
-from members.services import create_member, credit_scan_points, get_member_or_raise, scan_key
+from members.services import (
+    ScanReward,
+    create_member,
+    credit_scan_points,
+    get_member_or_raise,
+    reward_scan,
+    scan_key,
+)
 from members.sessions import SignedIn, member_of_token
 from members.settings import Programme, get_programme, update_programme
 from members.views import api_blueprint, consumer_blueprint
+from members.views._common import MEMBER_COOKIE, signed_in_member
 
 __all__ = [
+    "MEMBER_COOKIE",
     "Applied",
     "Expiry",
     "InsufficientPointsError",
@@ -34,6 +43,7 @@ __all__ = [
     "MemberNotFoundError",
     "Points",
     "Programme",
+    "ScanReward",
     "SignedIn",
     "activate_due",
     "adjust",
@@ -51,7 +61,9 @@ __all__ = [
     "get_programme",
     "member_of_token",
     "reverse",
+    "reward_scan",
     "scan_key",
+    "signed_in_member",
     "spend",
     "update_programme",
 ]

@@ -8,22 +8,64 @@ The same phone at two brands has unrelated hashes. Shown anywhere, a phone is ma
 
 Mainland China mobile numbers are accepted as ``13812345678``, ``+86 138 1234 5678``,
 ``0086-138-1234-5678``; they are kept as ``+8613812345678``.
+
+On top of that: members found or enrolled by phone (first sign-in creates the member, with a
+referral code of its own and, when it came through someone's code, its referrer), the profile a
+member edits (nickname, birthday, gender, region), what a member sees of its points, and what a
+brand's staff see: lists and filters (phones masked), one member's profile, the full number
+(``pii``, audited by the view), CSV exports and manual point adjustments.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import re
 import secrets
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from core.errors import ValidationFailedError
+from core.db import after_commit, utcnow
+from core.errors import ConflictError, NotFoundError, ValidationFailedError
+from core.models import Tenant
+from core.runtime import Runtime
+from core.services import data_key
+from members.ledger import Applied, adjust, balance_of
+from members.models import (
+    GENDERS,
+    LOT_STATUSES,
+    MEMBER_STATUSES,
+    Balance,
+    Member,
+    PointsEntry,
+    PointsLot,
+    Tier,
+)
+from members.services import get_member_or_raise
+from members.settings import get_programme
+
+
+class BrandNotFoundError(NotFoundError):
+    code = "brand_not_found"
+
+
+class MemberErasedError(ConflictError):
+    """The member's personal data was erased: there is no phone to show, nobody to credit."""
+
+    code = "member_erased"
+
 
 _SEPARATORS = re.compile(r"[\s\-()]")
 _CN_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
@@ -73,6 +115,11 @@ class PhoneVault:
         nonce = secrets.token_bytes(12)
         return CIPHER_VERSION + nonce + AESGCM(self.seal_key).encrypt(nonce, phone.encode(), None)
 
+    def code_hash(self, phone_hash: str, code: str) -> str:
+        """The keyed hash a one-time code is stored as, bound to the phone it was sent to."""
+        key = _derive(self.hash_key, b"yima/otp")
+        return hmac.new(key, f"{phone_hash}:{code}".encode(), hashlib.sha256).hexdigest()
+
     def open(self, sealed: bytes) -> str:
         if sealed[:1] != CIPHER_VERSION:
             raise ValueError("unknown phone cipher version")
@@ -80,3 +127,585 @@ class PhoneVault:
             return AESGCM(self.seal_key).decrypt(sealed[1:13], sealed[13:], None).decode()
         except InvalidTag as exc:
             raise ValueError("the phone does not open under this tenant's key") from exc
+
+
+# --- a tenant's phone keys, kept per process ----------------------------------------------------
+
+_vaults: weakref.WeakKeyDictionary[Runtime, dict[int, PhoneVault]] = weakref.WeakKeyDictionary()
+_vaults_lock = threading.Lock()
+
+
+def phone_vault(session: Session, runtime: Runtime, tenant_id: int) -> PhoneVault:
+    """The tenant's phone keys. Remembered by this process once the transaction that read (or
+    made) the tenant's data key commits: a key made in a transaction that then rolls back is
+    never remembered."""
+    with _vaults_lock:
+        known = _vaults.get(runtime, {}).get(tenant_id)
+    if known is not None:
+        return known
+    vault = PhoneVault.of(
+        data_key(
+            session,
+            master_key=runtime.settings.master_key_bytes,
+            tenant_id=tenant_id,
+            purpose="pii",
+        )
+    )
+
+    def remember() -> None:
+        with _vaults_lock:
+            _vaults.setdefault(runtime, {})[tenant_id] = vault
+
+    after_commit(session, remember)
+    return vault
+
+
+def tenant_of_brand(session: Session, brand: str) -> Tenant:
+    """The tenant whose slug is ``brand``, or a 404 naming ``brand``."""
+    tenant = (
+        session.scalar(select(Tenant).where(Tenant.slug == brand)) if len(brand) <= 40 else None
+    )
+    if tenant is None:
+        raise BrandNotFoundError(f"no brand {brand!r}", errors={"brand": "unknown brand"})
+    return tenant
+
+
+def local_today(session: Session, tenant_id: int, now: dt.datetime | None = None) -> dt.date:
+    """Today in the brand's timezone."""
+    from zoneinfo import ZoneInfo
+
+    tenant = session.get(Tenant, tenant_id)
+    zone = ZoneInfo(tenant.timezone if tenant is not None else "Asia/Shanghai")
+    return (now or utcnow()).astimezone(zone).date()
+
+
+# --- members by phone -------------------------------------------------------------------------
+
+# No 0/O or 1/I: codes are read aloud and typed by hand. 32^8 = 2^40 codes per brand.
+REFERRAL_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+REFERRAL_LENGTH = 8
+_SOURCE = re.compile(r"^[a-z0-9_.-]{1,32}$")
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_ALPHABET) for _ in range(REFERRAL_LENGTH))
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """The member a phone names, and whether this call created it."""
+
+    member: Member
+    created: bool
+
+
+def member_by_phone_hash(session: Session, *, tenant_id: int, phone_hash: str) -> Member | None:
+    return session.scalar(
+        select(Member).where(Member.tenant_id == tenant_id, Member.phone_hash == phone_hash)
+    )
+
+
+def get_member_by_phone(
+    session: Session, runtime: Runtime, *, tenant_id: int, phone: str
+) -> Member | None:
+    """The brand's member with this phone (any spelling of it), or None."""
+    vault = phone_vault(session, runtime, tenant_id)
+    return member_by_phone_hash(
+        session, tenant_id=tenant_id, phone_hash=vault.lookup_hash(normalize_phone(phone))
+    )
+
+
+def _referrer_of(session: Session, tenant_id: int, code: str | None) -> int | None:
+    if not code or len(code.strip()) > 16:
+        return None
+    return session.scalar(
+        select(Member.id).where(
+            Member.tenant_id == tenant_id,
+            Member.referral_code == code.strip().upper(),
+            Member.status == "active",
+        )
+    )
+
+
+def enrol_member(
+    session: Session,
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    phone: str,
+    source: str = "scan",
+    channel: str | None = None,
+    referral_code: str | None = None,
+    now: dt.datetime | None = None,
+) -> Enrolled:
+    """The brand's member with this phone, created on first use.
+
+    A new member gets a referral code of its own and, when ``referral_code`` names an active
+    member of the same brand, that member as referrer (who is then rewarded; an unknown code
+    is ignored). The unique (tenant, phone hash) decides between concurrent first sign-ins:
+    the loser's insert fails inside a savepoint and it reads the winner's member.
+    """
+    phone = normalize_phone(phone)
+    if not _SOURCE.match(source):
+        raise ValidationFailedError.field("source", "1-32 characters of a-z, 0-9, '_', '.', '-'")
+    if channel is not None and (not channel.strip() or len(channel) > 64):
+        raise ValidationFailedError.field("channel", "1-64 characters")
+    now = now or utcnow()
+    vault = phone_vault(session, runtime, tenant_id)
+    phone_hash = vault.lookup_hash(phone)
+    found = member_by_phone_hash(session, tenant_id=tenant_id, phone_hash=phone_hash)
+    if found is not None:
+        return Enrolled(found, False)
+    referrer_id = _referrer_of(session, tenant_id, referral_code)
+    for _attempt in range(16):
+        member = Member(
+            tenant_id=tenant_id,
+            created_at=now,
+            status="active",
+            phone_hash=phone_hash,
+            phone_sealed=vault.seal(phone),
+            phone_masked=mask_phone(phone),
+            source=source,
+            channel=channel.strip() if channel else None,
+            referrer_id=referrer_id,
+            referral_code=new_referral_code(),
+            growth=0,
+            last_active_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(member)
+                session.flush()
+        except IntegrityError:
+            found = member_by_phone_hash(session, tenant_id=tenant_id, phone_hash=phone_hash)
+            if found is not None:
+                return Enrolled(found, False)  # a concurrent first sign-in won
+            continue  # the referral code was taken: draw another
+        if referrer_id is not None:
+            # Written by the engagement helper; imported here so identity loads without it.
+            from members.engagement import reward_referral
+
+            reward_referral(session, runtime, tenant_id=tenant_id, member_id=member.id)
+        return Enrolled(member, True)
+    raise ConflictError("could not allocate a referral code; try again")
+
+
+# --- the profile a member edits ---------------------------------------------------------------
+
+NICKNAME_MAX = 32
+OLDEST_BIRTHDAY = dt.date(1900, 1, 1)
+PROFILE_FIELDS = ("nickname", "birthday", "gender", "region")
+# ISO 3166-1 country, ISO 3166-2 division, or a Chinese city after the province: CN-ZJ/杭州市.
+_REGION = re.compile(r"^[A-Z]{2}(?:-[A-Z0-9]{1,3}(?:/[^/\s]{1,40})?)?$")
+
+
+def check_nickname(value: object) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if not 1 <= len(text) <= NICKNAME_MAX or not text.isprintable():
+        raise ValidationFailedError.field("nickname", f"1-{NICKNAME_MAX} printable characters")
+    return text
+
+
+def check_birthday(value: object, *, today: dt.date) -> dt.date:
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise ValidationFailedError.field("birthday", "a date, YYYY-MM-DD")
+    if not OLDEST_BIRTHDAY <= value < today:
+        raise ValidationFailedError.field("birthday", "a past date, not before 1900-01-01")
+    return value
+
+
+def check_gender(value: object) -> str:
+    if value not in GENDERS:
+        raise ValidationFailedError.field("gender", f"one of {', '.join(GENDERS)}")
+    return str(value)
+
+
+def check_region(value: object) -> str:
+    """A region code: ``CN``, ``CN-ZJ`` or ``CN-ZJ/杭州市`` (the head upper-cased); the country
+    must exist, the rest is checked for shape (traceability holds the lists of divisions)."""
+    text = value.strip() if isinstance(value, str) else ""
+    head, slash, city = text.partition("/")
+    text = head.upper() + slash + city
+    if len(text) > 64 or not _REGION.match(text):
+        raise ValidationFailedError.field("region", "a region code such as CN-ZJ or CN-ZJ/杭州市")
+    import pycountry  # the ISO 3166-1 list; divisions and cities are checked for shape only
+
+    if pycountry.countries.get(alpha_2=text[:2]) is None:
+        raise ValidationFailedError.field("region", f"{text[:2]!r} is not an ISO 3166-1 country")
+    return text
+
+
+def update_profile(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    changes: Mapping[str, Any],
+    today: dt.date | None = None,
+) -> Member:
+    """Change the given profile fields (None clears one); all are checked before any is set."""
+    member = get_member_or_raise(session, tenant_id=tenant_id, member_id=member_id)
+    if member.status != "active":
+        raise MemberErasedError(f"member {member_id} was erased")
+    today = today or local_today(session, tenant_id)
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in PROFILE_FIELDS:
+            raise ValidationFailedError.field(name, "not a profile field")
+        if value is None:
+            checked[name] = None
+        elif name == "nickname":
+            checked[name] = check_nickname(value)
+        elif name == "birthday":
+            checked[name] = check_birthday(value, today=today)
+        elif name == "gender":
+            checked[name] = check_gender(value)
+        else:
+            checked[name] = check_region(value)
+    for name, value in checked.items():
+        setattr(member, name, value)
+    session.flush()
+    return member
+
+
+# --- what a member sees -----------------------------------------------------------------------
+
+EXPIRING_GROUPS = 12
+
+
+def tier_of(session: Session, tier_id: int | None) -> dict[str, Any] | None:
+    tier = session.get(Tier, tier_id) if tier_id is not None else None
+    return None if tier is None else {"id": tier.id, "name": tier.name, "rank": tier.rank}
+
+
+def points_summary(
+    session: Session, *, member_id: int, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """Spendable and pending points, and when what is held expires (soonest first)."""
+    balance = balance_of(session, member_id)
+    rows = session.execute(
+        select(PointsLot.expires_at, func.sum(PointsLot.remaining))
+        .where(
+            PointsLot.member_id == member_id,
+            PointsLot.status.in_(LOT_STATUSES),
+            PointsLot.remaining > 0,
+            PointsLot.expires_at.is_not(None),
+            PointsLot.expires_at > (now or utcnow()),
+        )
+        .group_by(PointsLot.expires_at)
+        .order_by(PointsLot.expires_at)
+        .limit(EXPIRING_GROUPS)
+    ).all()
+    expiring = [{"at": at, "points": int(points)} for at, points in rows]
+    return {
+        "active": balance.active,
+        "pending": balance.pending,
+        "next_expiry": expiring[0] if expiring else None,
+        "expiring": expiring,
+    }
+
+
+def describe_me(
+    session: Session, *, member: Member, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """What the member sees of itself (the consumer API's ``Me``)."""
+    points = points_summary(session, member_id=member.id, now=now)
+    return {
+        "id": member.id,
+        "phone": member.phone_masked,
+        "nickname": member.nickname,
+        "birthday": member.birthday,
+        "gender": member.gender,
+        "region": member.region,
+        "tier": tier_of(session, member.tier_id),
+        "points": {
+            "active": points["active"],
+            "pending": points["pending"],
+            "next_expiry": points["next_expiry"],
+        },
+        "growth": member.growth,
+        "referral_code": member.referral_code,
+    }
+
+
+def points_history(
+    session: Session, *, member_id: int, after: int = 0, limit: int = 50
+) -> Sequence[PointsEntry]:
+    """The member's ledger entries, newest first; ``after`` is the last id already seen."""
+    stmt = select(PointsEntry).where(PointsEntry.member_id == member_id)
+    if after:
+        stmt = stmt.where(PointsEntry.id < after)
+    return session.scalars(stmt.order_by(PointsEntry.id.desc()).limit(limit)).all()
+
+
+# --- what a brand's staff see -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemberFilter:
+    """Which members a list or an export covers (every field optional)."""
+
+    phone_hash: str | None = None
+    tier_id: int | None = None
+    status: str | None = None
+    created_since: dt.datetime | None = None
+    created_until: dt.datetime | None = None
+    source: str | None = None
+    channel: str | None = None
+
+    def apply(self, stmt: Any) -> Any:
+        if self.phone_hash is not None:
+            stmt = stmt.where(Member.phone_hash == self.phone_hash)
+        if self.tier_id is not None:
+            stmt = stmt.where(Member.tier_id == self.tier_id)
+        if self.status is not None:
+            stmt = stmt.where(Member.status == self.status)
+        if self.created_since is not None:
+            stmt = stmt.where(Member.created_at >= self.created_since)
+        if self.created_until is not None:
+            stmt = stmt.where(Member.created_at < self.created_until)
+        if self.source is not None:
+            stmt = stmt.where(Member.source == self.source)
+        if self.channel is not None:
+            stmt = stmt.where(Member.channel == self.channel)
+        return stmt
+
+    def described(self) -> dict[str, Any]:
+        """The filter for an audit entry: a phone searched for is named, never written."""
+        out: dict[str, Any] = {}
+        for name in ("tier_id", "status", "source", "channel"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        for name in ("created_since", "created_until"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value.isoformat()
+        if self.phone_hash is not None:
+            out["phone"] = "given"
+        return out
+
+
+def member_filter(
+    session: Session,
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    phone: str | None = None,
+    tier_id: int | None = None,
+    status: str | None = None,
+    created_since: dt.datetime | None = None,
+    created_until: dt.datetime | None = None,
+    source: str | None = None,
+    channel: str | None = None,
+) -> MemberFilter:
+    """A checked filter: the phone (any spelling) becomes its lookup hash."""
+    if status is not None and status not in MEMBER_STATUSES:
+        raise ValidationFailedError.field("status", f"one of {', '.join(MEMBER_STATUSES)}")
+    if created_since and created_until and created_until <= created_since:
+        raise ValidationFailedError.field("created_until", "must be after created_since")
+    phone_hash = None
+    if phone is not None:
+        phone_hash = phone_vault(session, runtime, tenant_id).lookup_hash(normalize_phone(phone))
+    return MemberFilter(
+        phone_hash=phone_hash,
+        tier_id=tier_id,
+        status=status,
+        created_since=created_since,
+        created_until=created_until,
+        source=source,
+        channel=channel,
+    )
+
+
+def list_members(
+    session: Session,
+    *,
+    tenant_id: int,
+    filters: MemberFilter = MemberFilter(),  # frozen: safe as a default
+    after_id: int = 0,
+    limit: int = 50,
+) -> Sequence[Member]:
+    stmt = select(Member).where(Member.tenant_id == tenant_id, Member.id > after_id)
+    return session.scalars(filters.apply(stmt).order_by(Member.id).limit(limit)).all()
+
+
+def member_row(member: Member) -> dict[str, Any]:
+    """A member in a list: the phone masked."""
+    return {
+        "id": member.id,
+        "status": member.status,
+        "phone": member.phone_masked,
+        "nickname": member.nickname,
+        "gender": member.gender,
+        "birthday": member.birthday,
+        "region": member.region,
+        "tier_id": member.tier_id,
+        "growth": member.growth,
+        "source": member.source,
+        "channel": member.channel,
+        "created_at": member.created_at,
+        "last_active_at": member.last_active_at,
+    }
+
+
+def member_profile(
+    session: Session,
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    member_id: int,
+    unmasked: bool = False,
+) -> dict[str, Any]:
+    """One member as the brand's staff see it; the phone in full only with ``unmasked`` (the
+    caller holds ``pii`` and audits the view)."""
+    member = get_member_or_raise(session, tenant_id=tenant_id, member_id=member_id)
+    phone = member.phone_masked
+    if unmasked and member.phone_sealed is not None:
+        phone = phone_vault(session, runtime, tenant_id).open(member.phone_sealed)
+    invited = session.scalar(
+        select(func.count()).select_from(Member).where(Member.referrer_id == member.id)
+    )
+    return {
+        **member_row(member),
+        "phone": phone,
+        "referral_code": member.referral_code,
+        "referrer_id": member.referrer_id,
+        "invited": int(invited or 0),
+        "tier": tier_of(session, member.tier_id),
+        "tier_since": member.tier_since,
+        "points": points_summary(session, member_id=member.id),
+        "erased_at": member.erased_at,
+    }
+
+
+def member_phone(session: Session, runtime: Runtime, *, tenant_id: int, member_id: int) -> str:
+    """The member's full phone number (``+8613812345678``)."""
+    member = get_member_or_raise(session, tenant_id=tenant_id, member_id=member_id)
+    if member.phone_sealed is None:
+        raise MemberErasedError(f"member {member_id} was erased: there is no phone")
+    return phone_vault(session, runtime, tenant_id).open(member.phone_sealed)
+
+
+def count_members(session: Session, *, tenant_id: int, filters: MemberFilter) -> tuple[int, int]:
+    """How many members the filter covers, and the highest id among them (0: none)."""
+    stmt = select(func.count(), func.coalesce(func.max(Member.id), 0)).where(
+        Member.tenant_id == tenant_id
+    )
+    count, top = session.execute(filters.apply(stmt)).one()
+    return int(count), int(top)
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "phone",
+    "nickname",
+    "gender",
+    "birthday",
+    "region",
+    "tier",
+    "growth",
+    "points_active",
+    "points_pending",
+    "source",
+    "channel",
+    "status",
+    "created_at",
+    "last_active_at",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> str:
+    """Text for a spreadsheet: a leading formula character is quoted so it stays text."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def export_rows(
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    filters: MemberFilter,
+    upto_id: int,
+    vault: PhoneVault | None = None,
+    page: int = 1_000,
+) -> Iterator[list[str]]:
+    """Rows for :data:`EXPORT_COLUMNS`, members up to ``upto_id``, read page by page in a
+    session of their own (constant memory). With ``vault`` the phones are in full."""
+    after = 0
+    while after < upto_id:
+        with runtime.db.read_only() as session:
+            stmt = (
+                select(Member, Balance.active, Balance.pending, Tier.name)
+                .outerjoin(Balance, Balance.member_id == Member.id)
+                .outerjoin(Tier, Tier.id == Member.tier_id)
+                .where(Member.tenant_id == tenant_id, Member.id > after, Member.id <= upto_id)
+            )
+            rows = session.execute(filters.apply(stmt).order_by(Member.id).limit(page)).all()
+        if not rows:
+            return
+        for member, active, pending, tier in rows:
+            phone = member.phone_masked
+            if vault is not None and member.phone_sealed is not None:
+                phone = vault.open(member.phone_sealed)
+            yield [
+                str(member.id),
+                phone or "",  # a phone is never a formula: +86... stays as it is
+                _cell(member.nickname),
+                _cell(member.gender),
+                _cell(member.birthday),
+                _cell(member.region),
+                _cell(tier),
+                str(member.growth),
+                str(active or 0),
+                str(pending or 0),
+                _cell(member.source),
+                _cell(member.channel),
+                member.status,
+                _cell(member.created_at),
+                _cell(member.last_active_at),
+            ]
+        after = rows[-1][0].id
+
+
+ADJUSTMENT_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+def adjust_points(
+    session: Session,
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    member_id: int,
+    points: int,
+    reason: str,
+    idempotency_key: str,
+    actor: str,
+    now: dt.datetime | None = None,
+) -> Applied:
+    """A manual credit or debit with a reason, applied once per ``idempotency_key``; credits
+    expire as the brand's programme says."""
+    if not ADJUSTMENT_KEY.match(idempotency_key):
+        raise ValidationFailedError.field(
+            "idempotency_key", "1-100 characters of A-Z, a-z, 0-9, '_', '.', ':', '-'"
+        )
+    member = get_member_or_raise(session, tenant_id=tenant_id, member_id=member_id)
+    if member.status != "active":
+        raise MemberErasedError(f"member {member_id} was erased")
+    tenant = session.get(Tenant, tenant_id)
+    return adjust(
+        session,
+        tenant_id=tenant_id,
+        member_id=member_id,
+        points=points,
+        business_key=f"manual:{idempotency_key}",
+        reason=reason.strip(),
+        actor=actor,
+        expiry=get_programme(runtime, session, tenant_id).expiry,
+        timezone=tenant.timezone if tenant is not None else "Asia/Shanghai",
+        now=now,
+    )

@@ -83,7 +83,7 @@ class Programme(BaseModel):
 
 def get_programme(runtime: Runtime, session: Any, tenant_id: int) -> Programme:
     """The brand's programme (cached per process for ``SETTINGS_TTL`` seconds)."""
-    key = (id(runtime), tenant_id)
+    key = (runtime.key, tenant_id)
     hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < SETTINGS_TTL:
         return hit[1]
@@ -96,7 +96,7 @@ def get_programme(runtime: Runtime, session: Any, tenant_id: int) -> Programme:
 
 def _forget(runtime: Runtime, tenant_id: int) -> None:
     with _lock:
-        _cache.pop((id(runtime), tenant_id), None)
+        _cache.pop((runtime.key, tenant_id), None)
 
 
 def update_programme(

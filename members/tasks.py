@@ -25,3 +25,38 @@ def activate_pending_points() -> int:
 def expire_points() -> int:
     """Debit what expired lots still hold."""
     return ledger.expire_all(get_runtime())
+
+
+@celery_app.task(name="members.check_tier", acks_late=True)
+def check_tier(tenant_id: int, member_id: int) -> None:
+    """Upgrade a member at once when a rewarded scan made them qualify (sent after commit)."""
+    from members.tiers import check_upgrade
+
+    with get_runtime().db.unit_of_work() as session:
+        check_upgrade(session, get_runtime(), tenant_id=tenant_id, member_id=member_id)
+
+
+@celery_app.task(name="members.review_tiers", acks_late=True)
+def review_tiers() -> int:
+    """The tier review: downgrade by the brand's policy those who no longer qualify."""
+    from members.tiers import review_all
+
+    return review_all(get_runtime())
+
+
+@celery_app.task(name="members.grant_birthday_points", acks_late=True)
+def grant_birthday_points() -> int:
+    """Birthday points for today's birthdays in each brand's timezone (hourly: every local
+    day is caught whatever the timezone; once per member per year)."""
+    from members.engagement import grant_all_birthday_points
+
+    return grant_all_birthday_points(get_runtime())
+
+
+@celery_app.task(name="members.purge_codes", acks_late=True)
+def purge_codes() -> int:
+    """Delete sign-in codes that expired more than a day ago (they can only ever fail)."""
+    from members.otp import purge_codes as purge
+
+    with get_runtime().db.unit_of_work() as session:
+        return purge(session)

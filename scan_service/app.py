@@ -24,14 +24,17 @@ from core.openapi import build_spec, operation, parse_body
 from core.web import app_runtime, build_app, db_session
 from scan_service import schemas
 from scan_service.fastpath import ForgedCodeFastPath
+from scan_service.member_pages import register_member_pages
 from scan_service.orchestrator import ScanAnswer, scan
 from scan_service.texts import (
     JOURNEY_TITLE,
+    POINTS,
     PRODUCT_NOT_FOUND,
     RATE_LIMITED,
     SCAN_TO_VERIFY,
     first_scan_sentence,
     local_time,
+    points_text,
     verdict_text,
 )
 
@@ -76,6 +79,26 @@ def _scan_request(
     )
 
 
+def _points(answer: ScanAnswer, lang: str) -> dict[str, Any] | None:
+    reward = answer.reward
+    if reward is None:
+        return None
+    return {
+        "earned": reward.points,
+        "pending": reward.pending_hours > 0,
+        "status": reward.why,
+        "text": points_text(reward.why, lang, reward.points, reward.pending_hours),
+    }
+
+
+def _member() -> members.SignedIn | None:
+    # Only a request that carries a credential pays the lookup.
+    environ = request.environ
+    if not environ.get("HTTP_AUTHORIZATION") and members.MEMBER_COOKIE not in request.cookies:
+        return None
+    return members.signed_in_member()
+
+
 def _journey(answer: ScanAnswer, lang: str) -> list[dict[str, str]]:
     # Only the kind, the time and the words: operators, distributor ids and shipment
     # references stay with the brand.
@@ -110,6 +133,7 @@ def _page_headers(response: Response, lang: str, nonce: str | None = None) -> Re
 def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
     app.register_blueprint(members.consumer_blueprint(), url_prefix=API_PREFIX)
+    register_member_pages(app)
 
     def page(code: str) -> Response:
         lang = _lang()
@@ -118,7 +142,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             device = None
         new_device = device or secrets.token_hex(16)
         try:
-            answer = scan(db_session(), app_runtime(), _scan_request(code, device=new_device))
+            answer = scan(
+                db_session(),
+                app_runtime(),
+                _scan_request(code, device=new_device),
+                member=_member(),
+            )
         except anti_fraud.RateLimitedError as limited:
             title, message = RATE_LIMITED[lang]
             response = make_response(
@@ -153,6 +182,10 @@ def create_app(settings: Settings | None = None) -> Flask:
                 first_scan=first,
                 journey=_journey(answer, lang),
                 journey_title=JOURNEY_TITLE[lang],
+                points=_points(answer, lang),
+                brand=answer.brand,
+                sign_in_text=POINTS["sign_in"][lang],
+                account_text=POINTS["account"][lang],
                 nonce=nonce,
                 api=request.script_root + API_PREFIX,
             )
@@ -247,6 +280,8 @@ def create_app(settings: Settings | None = None) -> Flask:
                 }
                 for step in answer.journey
             ],
+            "points": _points(answer, lang),
+            "brand": answer.brand,
         }
 
     @app.post(f"{API_PREFIX}/scans")
@@ -271,6 +306,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 accuracy_m=body.accuracy_m,
             ),
             verification=known[1] if known and known[0] == body.code else None,
+            member=_member(),
         )
         return answer_json(answer, _lang())
 

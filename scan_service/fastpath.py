@@ -109,6 +109,8 @@ def _counterfeit_body(lang: str) -> bytes:
         "lot": None,
         "production_date": None,
         "journey": [],
+        "points": None,
+        "brand": None,
     }
     return json.dumps(answer, ensure_ascii=False).encode()
 

@@ -1,8 +1,8 @@
 """The scan orchestrator: one function that reads top to bottom.
 
 verify the code offline → load the code's state → its trail (activation, packing, shipments)
-→ verdict and record → answer. Each step is a call into its domain; later capabilities add
-theirs (points, draw) at the marked place without reshaping it. A bad code is a verdict,
+→ verdict and record → the signed-in member's points → answer. Each step is a call into its
+domain; the draw (issue 6) plugs in beside the points without reshaping it. A bad code is a verdict,
 never an error; a flooding client gets :class:`anti_fraud.RateLimitedError`.
 """
 
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 import anti_fraud
 import codegen
+import members
 import traceability
 from core.runtime import Runtime
 
@@ -42,6 +43,9 @@ class ScanAnswer:
     scan_count: int = 0
     timezone: str = "Asia/Shanghai"
     journey: tuple[traceability.JourneyStep, ...] = ()
+    tenant_id: int | None = None
+    brand: str | None = None  # the tenant's slug
+    reward: members.ScanReward | None = None  # None: nobody signed in
     # For the brand and the logs only, never rendered to a consumer:
     reason: str | None = None
     signals: tuple[str, ...] = ()
@@ -53,9 +57,11 @@ def scan(
     runtime: Runtime,
     request: anti_fraud.ScanRequest,
     verification: codegen.Verification | None = None,
+    member: members.SignedIn | None = None,
 ) -> ScanAnswer:
     """Answer one scan; a valid scan is recorded in ``session`` (committed before the answer).
-    ``verification`` is step 1's result when the caller already has it (the WSGI fast path)."""
+    ``verification`` is step 1's result when the caller already has it (the WSGI fast path);
+    ``member`` the signed-in member scanning, who may earn the code's points."""
     # 1. Verify from the code alone: a forged code never reaches the database, and a client
     #    flooding us with them is told to wait.
     if verification is None:
@@ -95,7 +101,20 @@ def scan(
         trail=trail,
     )
 
-    # 5. Points and the draw plug in here.
+    # 5. The signed-in member's points: once per code ever (the ledger's business key), pending
+    #    while fraud checks run. The draw plugs in here too.
+    reward = None
+    if member is not None:
+        reward = members.reward_scan(
+            session,
+            runtime,
+            member=member,
+            tenant_id=context.tenant_id,
+            batch_id=context.batch_id,
+            serial=verification.serial,
+            verdict=outcome.verdict,
+            timezone=context.timezone,
+        )
 
     return ScanAnswer(
         verdict=outcome.verdict,
@@ -114,6 +133,9 @@ def scan(
         scan_count=outcome.scan_count,
         timezone=context.timezone,
         journey=trail.steps,
+        tenant_id=context.tenant_id,
+        brand=context.brand,
+        reward=reward,
         signals=outcome.signals,
         diverted=outcome.diverted,
     )

@@ -53,6 +53,16 @@ class JourneyStepOut(BaseModel):
     text: str = Field(description="the step in plain words, in the request's language")
 
 
+class PointsOut(BaseModel):
+    earned: int = Field(description="points this scan earned the signed-in member (0: none)")
+    pending: bool = Field(description="the points become spendable after the pending window")
+    status: str = Field(
+        description="earned | already_claimed (the code's points went to a member before) | "
+        "not_rewarded (a suspicious code) | other_brand | no_points"
+    )
+    text: str
+
+
 class ScanOut(BaseModel):
     verdict: str = Field(description="genuine | already_verified | suspicious | counterfeit")
     message: str
@@ -65,6 +75,10 @@ class ScanOut(BaseModel):
     journey: list[JourneyStepOut] = Field(
         default_factory=list, description="the code's journey, oldest step first"
     )
+    points: PointsOut | None = Field(
+        default=None, description="for a signed-in member (Bearer ms_... or the yima_m cookie)"
+    )
+    brand: str | None = Field(default=None, description="the brand's slug (for member sign-in)")
 
 
 class LocationIn(BaseModel):

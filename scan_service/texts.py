@@ -54,6 +54,30 @@ PRODUCT_NOT_FOUND = {
 }
 
 
+POINTS = {
+    "earned": {"zh": "本次扫码获得 {n} 积分", "en": "You earned {n} points"},
+    "earned_pending": {
+        "zh": "本次扫码获得 {n} 积分（待生效，{h} 小时内到账）",
+        "en": "You earned {n} points (pending: spendable within {h} hours)",
+    },
+    "already_claimed": {
+        "zh": "此码的积分已被领取",
+        "en": "This code's points have already been claimed",
+    },
+    "not_rewarded": {"zh": "此码暂不能领取积分", "en": "This code earns no points"},
+    "other_brand": {"zh": "此商品不属于您登录的品牌会员", "en": "This item is of another brand"},
+    "no_points": {"zh": "此码暂无积分奖励", "en": "This code earns no points"},
+    "sign_in": {"zh": "登录会员，领取本次扫码积分", "en": "Sign in to earn points for this scan"},
+    "account": {"zh": "我的积分", "en": "My points"},
+}
+
+
+def points_text(status: str, lang: str, points: int = 0, pending_hours: int = 0) -> str:
+    if status == "earned" and pending_hours:
+        return POINTS["earned_pending"][lang].format(n=points, h=pending_hours)
+    return POINTS[status][lang].format(n=points)
+
+
 def verdict_text(verdict: str, lang: str) -> tuple[str, str]:
     return VERDICTS[verdict][lang]
 

@@ -32,7 +32,7 @@ class TraceConfig:
 
 
 def get_trace_config(runtime: Runtime, tenant_id: int, session: Session) -> TraceConfig:
-    key = (id(runtime), tenant_id)
+    key = (runtime.key, tenant_id)
     hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < SETTINGS_TTL:
         return hit[1]
@@ -45,7 +45,7 @@ def get_trace_config(runtime: Runtime, tenant_id: int, session: Session) -> Trac
 
 def _forget(runtime: Runtime, tenant_id: int) -> None:
     with _lock:
-        _cache.pop((id(runtime), tenant_id), None)
+        _cache.pop((runtime.key, tenant_id), None)
 
 
 def _row(session: Session, tenant_id: int) -> TraceSettings:

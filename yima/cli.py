@@ -591,6 +591,55 @@ def points_expire(workers: int) -> None:
     click.echo(f"{members.expire_all(_runtime(), workers=workers):,} lot(s) expired")
 
 
+@main.group("members")
+def members_group() -> None:
+    """Members: the scheduled work (the worker runs it on its own) and erasure."""
+
+
+@members_group.command("review-tiers")
+@tenant_option
+@handle_errors
+def members_review_tiers(tenant_slug: str | None) -> None:
+    """Downgrade, by the brand's policy, members who no longer qualify for their tier."""
+    from members.tiers import review_all
+
+    runtime = _runtime()
+    tenant_id = None
+    if tenant_slug:
+        with runtime.db.read_only() as session:
+            tenant_id = resolve_tenant(session, tenant_slug).id
+    click.echo(f"{review_all(runtime, tenant_id=tenant_id):,} member(s) changed tier")
+
+
+@members_group.command("birthdays")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="default: today")
+@handle_errors
+def members_birthdays(day: dt.datetime | None) -> None:
+    """Credit birthday points (once per member per year)."""
+    from members.engagement import grant_all_birthday_points
+
+    granted = grant_all_birthday_points(_runtime(), today=day.date() if day else None)
+    click.echo(f"{granted:,} birthday reward(s) credited")
+
+
+@members_group.command("erase")
+@tenant_option
+@click.argument("member_id", type=ROW_ID)
+@handle_errors
+def members_erase(tenant_slug: str | None, member_id: int) -> None:
+    """Erase a member's personal data (the anonymous ledger stays)."""
+    import getpass
+
+    from members.erasure import erase_member
+
+    with unit_of_work() as (_rt, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        erase_member(
+            session, tenant_id=tenant.id, member_id=member_id, actor=f"cli:{getpass.getuser()}"
+        )
+    click.echo(f"member {member_id} erased")
+
+
 @main.group()
 def diversion() -> None:
     """Diversion (窜货) alerts: evaluate the evidence, list and review alerts."""
