@@ -41,6 +41,8 @@ celery_app.conf.update(
         "review-tiers": {"task": "members.review_tiers", "schedule": 86400.0},
         "birthday-points": {"task": "members.grant_birthday_points", "schedule": 3600.0},
         "purge-sign-in-codes": {"task": "members.purge_codes", "schedule": 3600.0},
+        "compute-rfm": {"task": "members.compute_rfm", "schedule": 86400.0},
+        "evaluate-tags": {"task": "members.evaluate_tags", "schedule": 3600.0},
         "ensure-scan-partitions": {
             "task": "anti_fraud.ensure_scan_partitions",
             "schedule": 6 * 3600.0,

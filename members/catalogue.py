@@ -28,92 +28,43 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from core import services as core_services
 from core.db import dialect_insert, insert_ignore, utcnow
-from core.errors import ConflictError, NotFoundError, ValidationFailedError
+from core.errors import ConflictError, ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
-from members.errors import MemberNotFoundError
+from members.errors import (
+    CatalogueItemNotFoundError,
+    CouponExpiredError,
+    CouponMinimumOrderError,
+    CouponNotFoundError,
+    CouponUsedError,
+    CouponVoidError,
+    IdempotencyKeyReusedError,
+    LimitReachedError,
+    MemberNotFoundError,
+    NotOnSaleError,
+    OrderNotFoundError,
+    OrderTransitionError,
+    ShippingRequiredError,
+    SoldOutError,
+    StockUnlimitedError,
+    TierTooLowError,
+)
 from members.identity import PhoneVault, mask_phone, normalize_phone
-from members.ledger import _bump, _write_entry, spend
+from members.ledger import refund_spend, spend
 from members.models import (
     ITEM_KINDS,
     CatalogueItem,
     Coupon,
     Member,
     Order,
-    PointsAllocation,
-    PointsEntry,
-    PointsLot,
     RedemptionCount,
     Tier,
 )
-
-# --- errors (to move to members/errors.py) ----------------------------------------------------
-
-
-class CatalogueItemNotFoundError(NotFoundError):
-    code = "item_not_found"
-
-
-class NotOnSaleError(ConflictError):
-    code = "not_on_sale"
-
-
-class TierTooLowError(ConflictError):
-    code = "tier_too_low"
-
-
-class SoldOutError(ConflictError):
-    code = "sold_out"
-
-
-class LimitReachedError(ConflictError):
-    code = "limit_reached"
-
-
-class StockUnlimitedError(ConflictError):
-    code = "stock_unlimited"
-
-
-class IdempotencyKeyReusedError(ConflictError):
-    code = "idempotency_key_reused"
-
-
-class ShippingRequiredError(ValidationFailedError):
-    code = "shipping_required"
-
-
-class OrderNotFoundError(NotFoundError):
-    code = "order_not_found"
-
-
-class OrderTransitionError(ConflictError):
-    code = "illegal_transition"
-
-
-class CouponNotFoundError(NotFoundError):
-    code = "coupon_not_found"
-
-
-class CouponUsedError(ConflictError):
-    code = "coupon_used"
-
-
-class CouponVoidError(ConflictError):
-    code = "coupon_void"
-
-
-class CouponExpiredError(ConflictError):
-    code = "coupon_expired"
-
-
-class CouponMinimumOrderError(ValidationFailedError):
-    code = "coupon_min_order"
-
 
 # --- limits -----------------------------------------------------------------------------------
 
@@ -794,93 +745,6 @@ def list_orders(
     if status is not None:
         stmt = stmt.where(Order.status == status)
     return session.scalars(stmt.order_by(Order.id.desc()).limit(limit)).all()
-
-
-def refund_spend(
-    session: Session,
-    *,
-    tenant_id: int,
-    member_id: int,
-    spend_key: str,
-    key_prefix: str,
-    reason: str,
-    actor: str,
-    ref: dict[str, Any],
-    now: dt.datetime,
-) -> int:
-    """Give back what the spend ``spend_key`` took, lot by lot: one credit (``adjust``, key
-    ``<key_prefix>:<lot>``) per lot it came from, each a new lot expiring when that lot expires.
-
-    So a refund neither extends nor shortens any point's life: points that expired since the
-    spend come back already expired (and are expired at once, as ``expire_due`` would). A plain
-    ``adjust`` would make them a fresh lot that never expires. Returns the points given back.
-    """
-    entry = session.execute(
-        select(PointsEntry.id).where(
-            PointsEntry.tenant_id == tenant_id, PointsEntry.business_key == spend_key
-        )
-    ).scalar()
-    if entry is None:
-        return 0
-    parts = session.execute(
-        select(PointsAllocation.lot_id, PointsAllocation.points, PointsLot.expires_at)
-        .join(PointsLot, PointsLot.id == PointsAllocation.lot_id)
-        .where(PointsAllocation.entry_id == entry)
-        .order_by(PointsAllocation.id)
-    ).all()
-    given = 0
-    for lot_id, points, expires_at in parts:
-        done = _write_entry(
-            session,
-            tenant_id=tenant_id,
-            member_id=member_id,
-            kind="adjust",
-            points=points,
-            business_key=f"{key_prefix}:{lot_id}"[:200],
-            reason=reason,
-            actor=actor,
-            ref={**ref, "from_lot": lot_id},
-            now=now,
-        )
-        if not done.applied:
-            continue
-        given += points
-        expired = expires_at is not None and expires_at <= now
-        session.execute(
-            insert(PointsLot).values(
-                id=done.entry_id,
-                tenant_id=tenant_id,
-                member_id=member_id,
-                points=points,
-                remaining=0 if expired else points,
-                status="active",
-                available_at=now,
-                expires_at=expires_at,
-            )
-        )
-        if expired:
-            gone = _write_entry(
-                session,
-                tenant_id=tenant_id,
-                member_id=member_id,
-                kind="expire",
-                points=-points,
-                business_key=f"expire:{done.entry_id}",
-                reason="expired",
-                actor="system",
-                ref={"lot_id": done.entry_id},
-                now=now,
-            )
-            session.execute(
-                insert(PointsAllocation).values(
-                    entry_id=gone.entry_id, lot_id=done.entry_id, points=points
-                )
-            )
-        else:
-            _bump(
-                session, tenant_id=tenant_id, member_id=member_id, active=points, pending=0, now=now
-            )
-    return given
 
 
 def change_order_status(

@@ -26,9 +26,10 @@ from sqlalchemy import and_, extract, func, or_, select
 from sqlalchemy.orm import Session
 
 from core.db import insert_ignore, utcnow
-from core.errors import ConflictError, ValidationFailedError
+from core.errors import ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
+from members.errors import AlreadyCheckedInError
 from members.ledger import Applied, earn
 from members.models import CheckIn, Member, PointsEntry
 from members.settings import get_programme
@@ -38,10 +39,6 @@ REFERRAL_LEVELS = 2
 
 
 # --- errors (the lead moves them to members/errors.py) ------------------------------------------
-
-
-class AlreadyCheckedInError(ConflictError):
-    code = "already_checked_in"
 
 
 def _timezone(session: Session, tenant_id: int) -> str:

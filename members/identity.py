@@ -38,10 +38,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import after_commit, utcnow
-from core.errors import ConflictError, NotFoundError, ValidationFailedError
+from core.errors import ConflictError, ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
 from core.services import data_key
+from members.engagement import reward_referral
+from members.errors import BrandNotFoundError, MemberErasedError
 from members.ledger import Applied, adjust, balance_of
 from members.models import (
     GENDERS,
@@ -55,17 +57,7 @@ from members.models import (
 )
 from members.services import get_member_or_raise
 from members.settings import get_programme
-
-
-class BrandNotFoundError(NotFoundError):
-    code = "brand_not_found"
-
-
-class MemberErasedError(ConflictError):
-    """The member's personal data was erased: there is no phone to show, nobody to credit."""
-
-    code = "member_erased"
-
+from members.tiers import check_upgrade
 
 _SEPARATORS = re.compile(r"[\s\-()]")
 _CN_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
@@ -282,10 +274,9 @@ def enrol_member(
                 return Enrolled(found, False)  # a concurrent first sign-in won
             continue  # the referral code was taken: draw another
         if referrer_id is not None:
-            # Written by the engagement helper; imported here so identity loads without it.
-            from members.engagement import reward_referral
-
             reward_referral(session, runtime, tenant_id=tenant_id, member_id=member.id)
+        # A new member enters the brand's ladder at once (its entry tier, when there is one).
+        check_upgrade(session, runtime, tenant_id=tenant_id, member_id=member.id, now=now)
         return Enrolled(member, True)
     raise ConflictError("could not allocate a referral code; try again")
 

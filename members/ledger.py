@@ -525,6 +525,93 @@ def reverse(
 # --- scheduled work -----------------------------------------------------------------------------
 
 
+def refund_spend(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    spend_key: str,
+    key_prefix: str,
+    reason: str,
+    actor: str,
+    ref: dict[str, Any],
+    now: dt.datetime,
+) -> int:
+    """Give back what the spend ``spend_key`` took, lot by lot: one credit (``adjust``, key
+    ``<key_prefix>:<lot>``) per lot it came from, each a new lot expiring when that lot expires.
+
+    So a refund neither extends nor shortens any point's life: points that expired since the
+    spend come back already expired (and are expired at once, as ``expire_due`` would). A plain
+    ``adjust`` would make them a fresh lot that never expires. Returns the points given back.
+    """
+    entry = session.execute(
+        select(PointsEntry.id).where(
+            PointsEntry.tenant_id == tenant_id, PointsEntry.business_key == spend_key
+        )
+    ).scalar()
+    if entry is None:
+        return 0
+    parts = session.execute(
+        select(PointsAllocation.lot_id, PointsAllocation.points, PointsLot.expires_at)
+        .join(PointsLot, PointsLot.id == PointsAllocation.lot_id)
+        .where(PointsAllocation.entry_id == entry)
+        .order_by(PointsAllocation.id)
+    ).all()
+    given = 0
+    for lot_id, points, expires_at in parts:
+        done = _write_entry(
+            session,
+            tenant_id=tenant_id,
+            member_id=member_id,
+            kind="adjust",
+            points=points,
+            business_key=f"{key_prefix}:{lot_id}"[:200],
+            reason=reason,
+            actor=actor,
+            ref={**ref, "from_lot": lot_id},
+            now=now,
+        )
+        if not done.applied:
+            continue
+        given += points
+        expired = expires_at is not None and expires_at <= now
+        session.execute(
+            insert(PointsLot).values(
+                id=done.entry_id,
+                tenant_id=tenant_id,
+                member_id=member_id,
+                points=points,
+                remaining=0 if expired else points,
+                status="active",
+                available_at=now,
+                expires_at=expires_at,
+            )
+        )
+        if expired:
+            gone = _write_entry(
+                session,
+                tenant_id=tenant_id,
+                member_id=member_id,
+                kind="expire",
+                points=-points,
+                business_key=f"expire:{done.entry_id}",
+                reason="expired",
+                actor="system",
+                ref={"lot_id": done.entry_id},
+                now=now,
+            )
+            session.execute(
+                insert(PointsAllocation).values(
+                    entry_id=gone.entry_id, lot_id=done.entry_id, points=points
+                )
+            )
+        else:
+            _bump(
+                session, tenant_id=tenant_id, member_id=member_id, active=points, pending=0, now=now
+            )
+    return given
+
+
 def _skip_locked(stmt: Any, session: Session) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return stmt.with_for_update(skip_locked=True)

@@ -37,10 +37,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core.db import after_commit, utcnow
-from core.errors import ValidationFailedError, YimaError
+from core.errors import ValidationFailedError
 from core.models import Tenant
 from core.ratelimit import Limit, RateLimiter, build_rate_limiter
 from core.runtime import Runtime
+from members.errors import OtpInvalidError, OtpRateLimitedError
 from members.identity import (
     Enrolled,
     PhoneVault,
@@ -56,26 +57,6 @@ log = logging.getLogger("yima.sms")
 
 CODE_DIGITS = 6
 _CODE = re.compile(r"^[0-9]{6}$")
-
-
-class OtpInvalidError(YimaError):
-    """The code is wrong, expired, superseded, used, or has had too many wrong guesses."""
-
-    status = 400
-    code = "otp_invalid"
-    title = "The code is not valid"
-
-
-class OtpRateLimitedError(YimaError):
-    """Too many codes asked for (or checked); ``retry_after`` in seconds."""
-
-    status = 429
-    code = "otp_rate_limited"
-    title = "Too many requests"
-
-    def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
 
 
 # --- SMS ----------------------------------------------------------------------------------------

@@ -45,11 +45,10 @@ from core.db import UTCDateTime, utcnow
 from core.errors import ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
+from members.errors import TagNotFoundError, TierNotFoundError
 from members.models import RFM_SEGMENTS, Member, MemberTag, RfmScore, Tag, Tier
 from members.segments import (
     SEGMENT_LABELS,
-    TagNotFoundError,
-    TierNotFoundError,
     calendar_of,
     programme_of,
 )

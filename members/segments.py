@@ -25,37 +25,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import Session
 
-from core.errors import ConflictError, NotFoundError
 from core.models import Tenant
 from members.models import RFM_SEGMENTS, MemberSettings, PointsEntry
 from members.settings import Programme
-
-# --- errors (the lead moves these to members/errors.py) ---------------------------------------
-
-
-class TagNotFoundError(NotFoundError):
-    code = "tag_not_found"
-
-
-class TagNameTakenError(ConflictError):
-    code = "tag_name_taken"
-
-
-class TagNotManualError(ConflictError):
-    """An automatic tag is set by its rule only: it cannot be put on or taken off by hand."""
-
-    code = "tag_not_manual"
-
-
-class MemberErasedError(ConflictError):
-    """The member's personal data was erased: such a member is never tagged or exported."""
-
-    code = "member_erased"
-
-
-class TierNotFoundError(NotFoundError):
-    code = "tier_not_found"
-
 
 # --- labels -------------------------------------------------------------------------------------
 

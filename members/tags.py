@@ -32,20 +32,23 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    text,
 )
 from sqlalchemy.orm import Session
 
 from core.db import UTCDateTime, dialect_insert, insert_ignore, utcnow
 from core.errors import ValidationFailedError
-from members.errors import MemberNotFoundError
+from members.errors import (
+    MemberErasedError,
+    MemberNotFoundError,
+    TagNameTakenError,
+    TagNotFoundError,
+    TagNotManualError,
+)
 from members.models import Balance, Member, MemberTag, PointsEntry, Tag, Tier
 from members.segments import (
     SCAN_KEY_PREFIX,
     Calendar,
-    MemberErasedError,
-    TagNameTakenError,
-    TagNotFoundError,
-    TagNotManualError,
     calendar_of,
     scan_entries,
 )
@@ -241,12 +244,18 @@ def _scans_since(tenant_id: int, since: dt.datetime) -> tuple[Any, Any]:
 
 
 def _scanned_since(tenant_id: int, since: dt.datetime) -> Any:
+    """EXISTS: the member (of the outer query) has a rewarded scan since ``since``."""
     e = PointsEntry
-    return select(e.member_id).where(
-        e.tenant_id == tenant_id,
-        e.kind == "earn",
-        e.business_key.like(SCAN_KEY_PREFIX + "%"),
-        e.created_at >= since,
+    return (
+        select(literal(1))
+        .where(
+            e.member_id == Member.id,
+            e.tenant_id == tenant_id,
+            e.kind == "earn",
+            e.business_key.like(SCAN_KEY_PREFIX + "%"),
+            e.created_at >= since,
+        )
+        .exists()
     )
 
 
@@ -255,7 +264,7 @@ def _idle_at_least(tenant_id: int, cal: Calendar, days: int) -> ColumnElement[bo
     if days <= 0:
         return literal(True)
     cut = cal.since(days)
-    return and_(Member.created_at < cut, Member.id.not_in(_scanned_since(tenant_id, cut)))
+    return and_(Member.created_at < cut, ~_scanned_since(tenant_id, cut))
 
 
 def condition_sql(c: Any, *, tenant_id: int, cal: Calendar) -> ColumnElement[bool]:
@@ -298,8 +307,8 @@ def condition_sql(c: Any, *, tenant_id: int, cal: Calendar) -> ColumnElement[boo
             rich = select(b.member_id).where(b.tenant_id == tenant_id, b.active >= c.min)
             parts.append(m.id.in_(rich))
         if c.max is not None:
-            over = select(b.member_id).where(b.tenant_id == tenant_id, b.active > c.max)
-            parts.append(m.id.not_in(over))
+            over = select(literal(1)).where(b.member_id == m.id, b.active > c.max)
+            parts.append(~over.exists())
         return and_(*parts) if parts else literal(True)
     if isinstance(c, DaysSinceScan):
         parts = []
@@ -524,6 +533,10 @@ class Evaluated:
 
 def evaluate_tag(session: Session, tag: Tag, *, now: dt.datetime) -> Evaluated:
     """Bring one automatic tag up to date: add who matches, remove who no longer does."""
+    if session.get_bind().dialect.name == "postgresql":
+        # A large brand's member sets hash in memory (the NOT IN over grouped scans of
+        # ``scans.max`` is a hashed subplan only while it fits work_mem).
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
     matching = matching_members(session, tenant_id=tag.tenant_id, rule=tag.rule, now=now)
     stmt = (
         dialect_insert(session)(MemberTag.__table__)
@@ -539,10 +552,11 @@ def evaluate_tag(session: Session, tag: Tag, *, now: dt.datetime) -> Evaluated:
     # Counted from RETURNING: psycopg reports no rowcount for this INSERT ... SELECT.
     added = len(session.execute(stmt).all())
     t = MemberTag.__table__.c
+    # NOT EXISTS, not NOT IN: PostgreSQL turns it into an anti-join whatever the set's size
+    # (a NOT IN over a million ids that does not fit work_mem is a nested loop).
+    still = matching.with_only_columns(literal(1)).where(Member.id == t.member_id).exists()
     removed = session.execute(
-        delete(MemberTag.__table__).where(  # type: ignore[arg-type]
-            t.tag_id == tag.id, t.member_id.not_in(matching.scalar_subquery())
-        )
+        delete(MemberTag.__table__).where(t.tag_id == tag.id, ~still)  # type: ignore[arg-type]
     ).rowcount  # type: ignore[attr-defined]
     tag.evaluated_at = now
     session.flush()

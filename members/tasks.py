@@ -60,3 +60,20 @@ def purge_codes() -> int:
 
     with get_runtime().db.unit_of_work() as session:
         return purge(session)
+
+
+@celery_app.task(name="members.compute_rfm", acks_late=True)
+def compute_rfm() -> int:
+    """Score every brand's members by recency, frequency and monetary value (nightly)."""
+    from members.rfm import compute_rfm as compute
+
+    return compute(get_runtime()).members
+
+
+@celery_app.task(name="members.evaluate_tags", acks_late=True)
+def evaluate_tags() -> None:
+    """Re-apply every automatic tag's rule (set-wise; running it twice changes nothing)."""
+    from members.tags import evaluate_tags as evaluate
+
+    with get_runtime().db.unit_of_work() as session:
+        evaluate(session)

@@ -41,9 +41,10 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
 from core.db import after_commit, driver_cursor, insert_ignore, utcnow
-from core.errors import ConflictError, NotFoundError, ValidationFailedError
+from core.errors import ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
+from members.errors import TierInUseError, TierNotFoundError
 from members.ledger import MAX_POINTS, earn
 from members.models import Balance, GrowthEntry, Member, PointsEntry, Tier, TierChange
 from members.settings import Programme, get_programme
@@ -57,16 +58,6 @@ METRICS = ("growth", "spend", "scans")
 
 
 # --- errors (the lead moves them to members/errors.py) ------------------------------------------
-
-
-class TierNotFoundError(NotFoundError):
-    code = "tier_not_found"
-
-
-class TierInUseError(ConflictError):
-    """Members hold the tier: it cannot be deleted."""
-
-    code = "tier_in_use"
 
 
 # --- what a tier is -------------------------------------------------------------------------------

@@ -622,6 +622,36 @@ def members_birthdays(day: dt.datetime | None) -> None:
     click.echo(f"{granted:,} birthday reward(s) credited")
 
 
+@members_group.command("rfm")
+@tenant_option
+@handle_errors
+def members_rfm(tenant_slug: str | None) -> None:
+    """Score members by recency, frequency and monetary value into the 8 RFM segments."""
+    from members.rfm import compute_rfm
+
+    runtime = _runtime()
+    tenant_id = None
+    if tenant_slug:
+        with runtime.db.read_only() as session:
+            tenant_id = resolve_tenant(session, tenant_slug).id
+    run = compute_rfm(runtime, tenant_id=tenant_id)
+    click.echo(f"{run.members:,} member(s) of {run.tenants} brand(s) scored in {run.seconds:.1f} s")
+
+
+@members_group.command("tags")
+@handle_errors
+def members_tags() -> None:
+    """Re-apply every automatic tag's rule."""
+    from members.tags import evaluate_tags
+
+    with unit_of_work() as (_rt, session):
+        done = evaluate_tags(session)
+    click.echo(
+        f"{done.tags} automatic tag(s) evaluated: {done.added:,} member(s) tagged, "
+        f"{done.removed:,} untagged"
+    )
+
+
 @members_group.command("erase")
 @tenant_option
 @click.argument("member_id", type=ROW_ID)
@@ -717,10 +747,14 @@ def diversion_alerts(
 @click.option("--port", default=8000, show_default=True, type=int)
 def serve(host: str, port: int) -> None:
     """Serve the scan app (/) and the console app (/console) in one process."""
+    import logging
+
     from werkzeug.serving import run_simple
 
     from yima.wsgi import combined_app
 
+    # Development serving: Yima's own log (sign-in codes of the log SMS sender among them).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     runtime = _runtime()
     codegen.resume_exports(runtime)
     if runtime.settings.resolved_task_mode != "celery":

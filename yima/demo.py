@@ -93,6 +93,7 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
         ]
         ids = [e.id for e in exports]
         _trace_demo(session, runtime, tenant_id=tenant.id, batch_id=short.id)
+        _members_demo(session, runtime, tenant_id=tenant.id)
         host = runtime.settings.scan_host
         first_url = codegen.code_for_serial(
             runtime, batch=short, gtin=product.gtin, serial=1, host=host, session=session
@@ -114,6 +115,10 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
     yield f"  try it here: {local_url(first_url, host)}"
     yield f"a printed signed GS1 Digital Link code: {signed_url}"
     yield f"  try it here: {local_url(signed_url, host)}"
+    yield (
+        "member pages (sign in with any 13x... mobile number; the SMS code is printed in the "
+        "server's log): http://127.0.0.1:8000/m/sign-in?brand=demo"
+    )
 
 
 def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id: int) -> None:
@@ -192,6 +197,81 @@ def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id:
         units=[cases[0]],
         operator="demo",
         at=at + dt.timedelta(days=3),
+    )
+
+
+def _members_demo(session: Session, runtime: Runtime, *, tenant_id: int) -> None:
+    """The member programme: four tiers and a small rewards catalogue."""
+    from members.catalogue import create_item
+    from members.tiers import create_tier
+
+    ladder = [
+        {"rank": 0, "name": "普通会员", "name_en": "Member"},
+        {
+            "rank": 1,
+            "name": "银卡",
+            "name_en": "Silver",
+            "min_growth": 100,
+            "benefits": {"points_multiplier": 1.2},
+            "upgrade_gift_points": 50,
+        },
+        {
+            "rank": 2,
+            "name": "金卡",
+            "name_en": "Gold",
+            "min_growth": 500,
+            "benefits": {"points_multiplier": 1.5, "discount_rate": 0.95},
+            "upgrade_gift_points": 200,
+        },
+        {
+            "rank": 3,
+            "name": "钻石",
+            "name_en": "Diamond",
+            "min_growth": 2000,
+            "min_spend": 1000,
+            "qualify": "all",
+            "benefits": {
+                "points_multiplier": 2.0,
+                "discount_rate": 0.9,
+                "free_shipping": True,
+                "priority_service": True,
+            },
+            "upgrade_gift_points": 500,
+        },
+    ]
+    for tier in ladder:
+        create_tier(session, runtime, tenant_id=tenant_id, **tier)
+    create_item(
+        session,
+        tenant_id=tenant_id,
+        kind="coupon",
+        name="满50减5元券",
+        name_en="¥5 off ¥50",
+        points_cost=100,
+        stock=1000,
+        face_value_fen=500,
+        min_order_fen=5000,
+        coupon_valid_days=30,
+    )
+    create_item(
+        session,
+        tenant_id=tenant_id,
+        kind="cash_deduction",
+        name="10元现金抵扣",
+        name_en="¥10 voucher",
+        points_cost=300,
+        face_value_fen=1000,
+        coupon_valid_days=90,
+    )
+    create_item(
+        session,
+        tenant_id=tenant_id,
+        kind="goods",
+        name="品牌帆布袋",
+        name_en="Canvas tote bag",
+        points_cost=800,
+        stock=50,
+        per_member_limit=1,
     )
 
 

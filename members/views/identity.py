@@ -24,6 +24,7 @@ from core.openapi import PAGINATION, next_after, operation, page_args, parse_bod
 from core.web import app_runtime, client_ip, db_session
 from members import schemas_identity as schemas
 from members.erasure import erase_member
+from members.errors import OtpInvalidError
 from members.identity import (
     EXPORT_COLUMNS,
     MemberFilter,
@@ -43,7 +44,7 @@ from members.identity import (
 )
 from members.ledger import balance_of
 from members.member360 import member_360
-from members.otp import OtpInvalidError, send_code, sign_in
+from members.otp import send_code, sign_in
 from members.services import get_member_or_raise
 from members.sessions import SESSION_DAYS, close_session
 from members.views._common import MEMBER_COOKIE, consumer, current_member, manage, manager, secured

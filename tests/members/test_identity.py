@@ -143,19 +143,15 @@ def test_a_member_is_enrolled_once_per_phone_with_a_referral_code_of_its_own(
         assert field in caught.value.errors
 
 
-def test_a_referral_code_names_the_referrer_who_is_rewarded(
-    runtime: Runtime, brand: Brand, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import members.engagement
+def test_a_referral_code_names_the_referrer_who_is_rewarded(runtime: Runtime, brand: Brand) -> None:
+    def referral_points(member_id: int) -> list[tuple[str, int]]:
+        with runtime.db.read_only() as session:
+            return [
+                (e.business_key, e.points)
+                for e in members.entries_of(session, member_id=member_id)
+                if e.reason == "referral"
+            ]
 
-    rewarded: list[dict[str, int]] = []
-
-    def reward(session: Any, rt: Runtime, *, tenant_id: int, member_id: int) -> list[Any]:
-        assert rt is runtime
-        rewarded.append({"tenant_id": tenant_id, "member_id": member_id})
-        return []
-
-    monkeypatch.setattr(members.engagement, "reward_referral", reward)
     referrer = enrol(runtime, brand.tenant_id, "13811110000").member
     with runtime.db.unit_of_work() as session:
         rival = make_brand(session, runtime, slug="rival", quantity=10)
@@ -165,13 +161,14 @@ def test_a_referral_code_names_the_referrer_who_is_rewarded(
         runtime, brand.tenant_id, "13811110001", referral_code=referrer.referral_code.lower()
     )
     assert invited.member.referrer_id == referrer.id
-    assert rewarded == [{"tenant_id": brand.tenant_id, "member_id": invited.member.id}]
+    assert referral_points(referrer.id) == [(f"referral:{invited.member.id}:1", 50)]
     # Signing in again rewards nobody; unknown codes and other brands' codes are ignored.
     enrol(runtime, brand.tenant_id, "13811110001", referral_code=referrer.referral_code)
     unknown = enrol(runtime, brand.tenant_id, "13811110002", referral_code="ZZZZZZZZ")
     foreign = enrol(runtime, brand.tenant_id, "13811110003", referral_code=stranger.referral_code)
     assert unknown.member.referrer_id is None and foreign.member.referrer_id is None
-    assert len(rewarded) == 1
+    assert len(referral_points(referrer.id)) == 1
+    assert referral_points(stranger.id) == []
 
 
 def test_referral_codes_are_drawn_again_when_taken(

@@ -3,7 +3,6 @@ phone masked unless the role may see it, never another brand's member."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest

@@ -18,8 +18,9 @@ from core.db import utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 from members import rfm, tags
+from members.errors import MemberErasedError, TagNotManualError
 from members.models import Member, MemberTag, RfmScore, Tier
-from members.segments import Calendar, MemberErasedError, TagNotManualError
+from members.segments import Calendar
 from tests.factories import make_brand
 
 # Noon of today in Shanghai: the API computes segments at the real time, on the same local day.
