@@ -3,9 +3,9 @@ anonymous record stays.
 
 Removed: the phone (sealed, lookup hash, masked), nickname, birthday, gender, region, the
 member's referral code, the sign-in codes sent to the phone, the shipping addresses of its
-orders; every session is revoked. Kept, keyed by the member id only: the points ledger and
-balances, growth and tier history, check-ins, orders (without address), coupons, tags, RFM
-scores — the brand's statistics and liabilities stay whole. The row stays with status
+orders, the tags staff put on it; every session is revoked. Kept, keyed by the member id only:
+the points ledger and balances, growth and tier history, check-ins, orders (without address),
+coupons, RFM scores — the brand's statistics and liabilities stay whole. The row stays with status
 ``erased``; the same phone signing in later is a new member. Erasing twice changes nothing.
 
 The audit entry names the member id and counts, never the phone; a member erasing itself is
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from core.db import utcnow
 from core.services import record_audit
-from members.models import Member, OneTimeCode, Order
+from members.models import Member, MemberTag, OneTimeCode, Order
 from members.services import get_member_or_raise
 from members.sessions import close_all_sessions
 
@@ -92,6 +92,8 @@ def erase_member(
             .execution_options(synchronize_session=False)
         )
     )
+    # Labels staff put on the person go too (automatic tags never match an erased member).
+    session.execute(delete(MemberTag).where(MemberTag.member_id == member_id))
     done = Erasure(
         member_id,
         now,

@@ -8,6 +8,7 @@ Thin: parse, authorise, call a service, serialise. Management reads need ``membe
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import request
 from sqlalchemy import func, select
@@ -146,7 +147,10 @@ def my_referral() -> Any:
     link = None
     if found.code:
         host = codegen.scan_host_for(session, app_runtime(), who.tenant_id)
-        link = f"https://{host}/m/invite/{found.code}"
+        tenant = session.get(Tenant, who.tenant_id)
+        # Referral codes are unique within a brand: the link names the brand.
+        brand = f"?brand={quote(tenant.slug)}" if tenant is not None else ""
+        link = f"https://{host}/m/invite/{found.code}{brand}"
     return schemas.ReferralOut(
         code=found.code, link=link, invited=found.invited, points_earned=found.points_earned
     ).model_dump(mode="json")

@@ -28,6 +28,7 @@ from members.otp import (
     use_sms_sender,
 )
 from members.sessions import member_of_token, open_session
+from members.tags import create_tag, tag_member
 from tests.factories import Brand, make_brand
 
 PHONE = "13987654321"
@@ -163,6 +164,8 @@ def test_nothing_personal_remains_after_erasure(
             )
         )
         token = open_session(session, tenant_id=brand.tenant_id, member_id=member_id)
+        vip = create_tag(session, tenant_id=brand.tenant_id, name="VIP")
+        tag_member(session, tenant_id=brand.tenant_id, member_id=member_id, tag_id=vip.id)
     # The brand's staff look at the member: audit entries appear.
     api = console.create_app().test_client()
     headers = {"Authorization": f"Bearer {brand.admin_token}"}
@@ -226,6 +229,7 @@ def test_nothing_personal_remains_after_erasure(
         assert members.check_balances(session) == []
         assert member_of_token(session, token) is None
         assert member_of_token(session, done.token) is None
+        assert members.tags_of(session, member_id) == []  # staff's labels on the person
         audits = session.scalars(
             select(AuditEntry).where(AuditEntry.action == "members.erase")
         ).all()

@@ -364,7 +364,7 @@ def test_my_referral_link_and_what_it_earned(
     assert answer.status_code == 200
     assert answer.get_json() == {
         "code": "YM7K2Q",
-        "link": "https://yima.example.com/m/invite/YM7K2Q",
+        "link": "https://yima.example.com/m/invite/YM7K2Q?brand=acme",
         "invited": 2,
         "points_earned": 100,
     }
