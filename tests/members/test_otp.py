@@ -245,12 +245,11 @@ def test_old_codes_are_purged(
     assert count(runtime, OneTimeCode) == 1
 
 
-@pytest.mark.skipif(PG_URL is None, reason="real concurrency needs PostgreSQL")
+@pytest.mark.skipif(PG_URL is None, reason="real concurrency: set YIMA_TEST_DATABASE_URL")
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_concurrent_sign_ins_with_one_code_open_one_session(
     runtime: Runtime, backend: str, tenant_id: int, sms: RecordingSmsSender, clock: Clock
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("real concurrency: PostgreSQL")
     for round_ in range(5):
         clock.now += 7300  # past the hourly limits on sending and checking
         send(runtime, tenant_id)
@@ -279,12 +278,11 @@ def test_concurrent_sign_ins_with_one_code_open_one_session(
     assert count(runtime, Member) == 1
 
 
-@pytest.mark.skipif(PG_URL is None, reason="real concurrency needs PostgreSQL")
+@pytest.mark.skipif(PG_URL is None, reason="real concurrency: set YIMA_TEST_DATABASE_URL")
+@pytest.mark.parametrize("backend", ["postgresql"])
 def test_concurrent_first_sign_ins_of_one_phone_make_one_member(
     runtime: Runtime, backend: str, tenant_id: int
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("real concurrency: PostgreSQL")
     with runtime.db.unit_of_work() as session:  # the brand's key exists before the race
         enrol_member(session, runtime, tenant_id=tenant_id, phone="13000000000")
     for n in range(5):
