@@ -6,10 +6,11 @@ Other packages use these names only.
 """
 
 from members.catalogue import redeem, use_coupon
+from members.directory import member_profile
 from members.engagement import check_in, grant_all_birthday_points, reward_referral
 from members.erasure import erase_member
 from members.errors import InsufficientPointsError, LedgerKeyConflictError, MemberNotFoundError
-from members.identity import enrol_member, get_member_by_phone, member_profile
+from members.identity import enrol_member, get_member_by_phone
 from members.ledger import (
     Applied,
     Expiry,

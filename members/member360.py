@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.runtime import Runtime
 from members.catalogue import coupon_status, items_by_id
-from members.identity import member_profile
+from members.directory import member_profile
 from members.models import CheckIn, Coupon, Order, PointsEntry, PointsLot
 from members.rfm import rfm_of, segment_label
 from members.tags import tags_of

@@ -23,19 +23,21 @@ from core.models import Tenant
 from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
 from core.web import app_runtime, client_ip, db_session
 from members import schemas_identity as schemas
-from members.erasure import erase_member
-from members.errors import OtpInvalidError
-from members.identity import (
+from members.directory import (
     EXPORT_COLUMNS,
     MemberFilter,
     adjust_points,
     count_members,
-    describe_me,
     export_rows,
     list_members,
     member_filter,
     member_phone,
     member_row,
+)
+from members.erasure import erase_member
+from members.errors import OtpInvalidError
+from members.identity import (
+    describe_me,
     phone_vault,
     points_history,
     points_summary,

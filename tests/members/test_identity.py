@@ -14,21 +14,23 @@ import members
 from core import services as core_services
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
-from members.identity import (
-    REFERRAL_ALPHABET,
-    BrandNotFoundError,
-    Enrolled,
-    PhoneVault,
-    check_region,
+from members.directory import (
     count_members,
-    enrol_member,
     export_rows,
-    get_member_by_phone,
     list_members,
-    mask_phone,
     member_filter,
     member_phone,
     member_profile,
+)
+from members.errors import BrandNotFoundError
+from members.identity import (
+    REFERRAL_ALPHABET,
+    Enrolled,
+    PhoneVault,
+    check_region,
+    enrol_member,
+    get_member_by_phone,
+    mask_phone,
     normalize_phone,
     phone_vault,
     points_history,
