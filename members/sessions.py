@@ -12,7 +12,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
@@ -95,5 +95,16 @@ def close_all_sessions(session: Session, *, member_id: int) -> int:
         update(MemberSession)
         .where(MemberSession.member_id == member_id, MemberSession.revoked_at.is_(None))
         .values(revoked_at=utcnow())
+    )
+    return int(done.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def purge_sessions(session: Session, *, now: dt.datetime | None = None, keep_days: int = 30) -> int:
+    """Delete tokens expired or revoked more than ``keep_days`` ago (they only ever fail)."""
+    cutoff = (now or utcnow()) - dt.timedelta(days=keep_days)
+    done = session.execute(
+        delete(MemberSession).where(
+            or_(MemberSession.expires_at < cutoff, MemberSession.revoked_at < cutoff)
+        )
     )
     return int(done.rowcount or 0)  # type: ignore[attr-defined]

@@ -55,11 +55,13 @@ def grant_birthday_points() -> int:
 
 @celery_app.task(name="members.purge_codes", acks_late=True)
 def purge_codes() -> int:
-    """Delete sign-in codes that expired more than a day ago (they can only ever fail)."""
+    """Delete sign-in codes that expired more than a day ago and member tokens expired or
+    revoked more than 30 days ago (they can only ever fail)."""
     from members.otp import purge_codes as purge
+    from members.sessions import purge_sessions
 
     with get_runtime().db.unit_of_work() as session:
-        return purge(session)
+        return purge(session) + purge_sessions(session)
 
 
 @celery_app.task(name="members.compute_rfm", acks_late=True)

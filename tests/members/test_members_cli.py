@@ -97,3 +97,23 @@ def test_every_members_task_is_on_the_beat_and_idempotent(runtime: Runtime) -> N
     assert tasks.compute_rfm.run() == 1 and tasks.compute_rfm.run() == 1  # one row, rewritten
     with runtime.db.read_only() as session:
         assert len(session.scalars(select(RfmScore)).all()) == 1
+
+
+def test_old_member_tokens_are_purged(runtime: Runtime) -> None:
+    from members.models import MemberSession
+    from members.sessions import close_session, open_session
+
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=90)
+    with runtime.db.unit_of_work() as session:
+        brand = make_brand(session, runtime, quantity=1)
+        member = members.create_member(session, tenant_id=brand.tenant_id)
+        open_session(session, tenant_id=brand.tenant_id, member_id=member.id, now=long_ago)
+        live = open_session(session, tenant_id=brand.tenant_id, member_id=member.id)
+        signed_out = open_session(session, tenant_id=brand.tenant_id, member_id=member.id)
+        found = members.member_of_token(session, signed_out)
+        assert found is not None
+        close_session(session, session_id=found.session_id)
+    assert tasks.purge_codes.run() == 1  # the expired one; a fresh sign-out waits 30 days
+    with runtime.db.read_only() as session:
+        assert members.member_of_token(session, live) is not None
+        assert len(session.scalars(select(MemberSession)).all()) == 2
