@@ -69,6 +69,7 @@ class InvalidScanSpool:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def token_hash(self, token: str) -> str:
         key = self._runtime.settings.secret_key.encode()
@@ -86,13 +87,25 @@ class InvalidScanSpool:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
+        while not self._stopped:
             self._wake.wait(FLUSH_SECONDS)
             self._wake.clear()
             try:
                 self.flush()
             except Exception:
                 log.exception("could not write invalid scans; keeping them for the next try")
+
+    def stop(self) -> None:
+        """Write what is spooled and stop the writer (the runtime is closing)."""
+        self._stopped = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("could not write the last invalid scans")
 
     def flush(self) -> int:
         """Write everything spooled; returns how many rows were written."""
@@ -136,7 +149,15 @@ def spool_for(runtime: Runtime) -> InvalidScanSpool:
         spool = _spools.get(runtime.key)
         if spool is None or spool._runtime is not runtime:
             spool = _spools[runtime.key] = InvalidScanSpool(runtime)
+            runtime.on_close(lambda: _close_spool(runtime.key))
         return spool
+
+
+def _close_spool(key: int) -> None:
+    with _spools_lock:
+        spool = _spools.pop(key, None)
+    if spool is not None:
+        spool.stop()
 
 
 def invalid_scan_row(

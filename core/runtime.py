@@ -7,7 +7,9 @@ built once per process from :class:`~core.config.Settings`.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ class Runtime:
         self.settings = settings
         # What per-process caches key on: unlike id(), never reused by a later runtime.
         self.key = next(_serials)
+        self._closers: list[Callable[[], None]] = []
         self.db = Database(settings.resolved_database_url)
         self._redis: Any = None
         self._redis_lock = threading.Lock()
@@ -47,7 +50,18 @@ class Runtime:
         """Bring the database schema to the newest migration."""
         upgrade_database(self.settings.resolved_database_url)
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the runtime closes, before its database goes (background
+        writers finish their work and stop)."""
+        self._closers.append(callback)
+
     def close(self) -> None:
+        closers, self._closers = self._closers, []
+        for callback in reversed(closers):
+            try:
+                callback()
+            except Exception:
+                logging.getLogger("yima").exception("closing %r failed", callback)
         self.db.dispose()
         if self._redis is not None:
             self._redis.close()

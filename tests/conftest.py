@@ -107,8 +107,9 @@ def runtime(backend: str, _database_urls: dict[str, str], tmp_path: Path) -> Ite
         yield rt
     finally:
         set_runtime(None)
+        rt.close()  # background writers finish first: nothing lands after the tables empty
         empty_all_tables(rt)
-        rt.close()
+        rt.db.dispose()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
@@ -21,9 +22,34 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
+class InFlight:
+    """WSGI middleware counting the requests being answered, so a test can wait for the last
+    one (a page's script may still be fetching when the test ends) before its database goes."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.count = 0
+        self.idle = threading.Condition()
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        with self.idle:
+            self.count += 1
+        try:
+            return list(self.app(environ, start_response))  # answered in full, session closed
+        finally:
+            with self.idle:
+                self.count -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.count == 0, timeout)
+
+
 @pytest.fixture
 def server(runtime: Runtime) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, scan_service.create_app(), threaded=True)
+    app = InFlight(scan_service.create_app())
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -31,6 +57,9 @@ def server(runtime: Runtime) -> Iterator[str]:
     finally:
         httpd.shutdown()
         thread.join(timeout=10)
+        # A request still being answered holds a database connection: let it finish before the
+        # runtime (this fixture's dependency) is closed, or the connection outlives its pool.
+        app.wait_idle(timeout=30)
 
 
 @pytest.fixture

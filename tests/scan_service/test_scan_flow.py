@@ -282,3 +282,34 @@ def test_a_phones_location_refines_the_verdict(
             select(func.count()).select_from(Scan).where(Scan.place_source == "gps")
         )
     assert count == 2
+
+
+def test_forged_scans_still_spooled_are_written_when_the_process_stops(
+    database_url: str, tmp_path: Any, runtime: Runtime
+) -> None:
+    """A server shutting down (its runtime closing) writes the evidence it still holds."""
+    from anti_fraud.invalid import invalid_scan_row
+    from core.runtime import Runtime as ProcessRuntime
+    from tests.conftest import make_settings
+
+    other = ProcessRuntime(make_settings(database_url, tmp_path / "other"))
+    try:
+        for n in range(3):
+            spool_for(other).add(
+                invalid_scan_row(
+                    other,
+                    token=f"FORGED{n}",
+                    reason="bad_signature",
+                    tenant_id=None,
+                    ip=None,
+                    stored_ip=None,
+                    device=None,
+                    user_agent=None,
+                    place={},
+                )
+            )
+    finally:
+        other.close()
+    with runtime.db.read_only() as session:
+        found = session.scalars(select(Scan.token_hash).where(Scan.verdict == "counterfeit")).all()
+    assert sorted(found) == sorted(spool_for(other).token_hash(f"FORGED{n}") for n in range(3))
