@@ -35,7 +35,12 @@ class InFlight:
         with self.idle:
             self.count += 1
         try:
-            return list(self.app(environ, start_response))  # answered in full, session closed
+            answer = self.app(environ, start_response)
+            try:
+                return list(answer)  # answered in full: the request's session is closed
+            finally:
+                if hasattr(answer, "close"):
+                    answer.close()  # a file response's file
         finally:
             with self.idle:
                 self.count -= 1

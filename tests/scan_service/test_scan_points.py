@@ -151,3 +151,15 @@ def test_the_page_offers_sign_in_and_shows_what_the_member_earned(
     assert "This code&#39;s points have already been claimed" in english
     with runtime.db.read_only() as session:
         assert members.balance_of(session, alice).pending == 10
+
+
+def test_the_scan_apis_spec_says_which_operations_take_a_member_token(
+    client: FlaskClient,
+) -> None:
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec["components"]["securitySchemes"]["memberToken"]["scheme"] == "bearer"
+    paths = spec["paths"]
+    assert paths["/api/v1/me"]["get"]["security"] == [{"memberToken": []}]
+    assert paths["/api/v1/me/orders"]["post"]["security"] == [{"memberToken": []}]
+    assert paths["/api/v1/members/otp"]["post"]["security"] == []  # before sign-in
+    assert paths["/api/v1/scans"]["post"]["security"] == []  # anyone may scan
