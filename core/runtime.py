@@ -105,6 +105,15 @@ def get_runtime() -> Runtime:
         return _current
 
 
+def close_runtime() -> None:
+    """Close this process's runtime, if it has one (a server process stopping)."""
+    global _current
+    with _current_lock:
+        runtime, _current = _current, None
+    if runtime is not None:
+        runtime.close()
+
+
 def set_runtime(runtime: Runtime | None) -> None:
     """Install ``runtime`` as this process's (apps and tests built with explicit settings)."""
     global _current

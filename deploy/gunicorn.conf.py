@@ -17,3 +17,11 @@ max_requests_jitter = 2000
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = "*"
+
+
+def worker_exit(server, worker):
+    """A worker leaving (shutdown, or the restart after max_requests) writes what it still
+    holds, such as spooled evidence of forged scans, before its connections close."""
+    from core.runtime import close_runtime
+
+    close_runtime()
