@@ -38,9 +38,6 @@ from members.tiers import Batch, tier_benefits
 REFERRAL_LEVELS = 2
 
 
-# --- errors (the lead moves them to members/errors.py) ------------------------------------------
-
-
 def _timezone(session: Session, tenant_id: int) -> str:
     tenant = session.get(Tenant, tenant_id)
     return tenant.timezone if tenant is not None and tenant.timezone else "Asia/Shanghai"

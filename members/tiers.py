@@ -57,9 +57,6 @@ MAX_THRESHOLD = 10**12
 METRICS = ("growth", "spend", "scans")
 
 
-# --- errors (the lead moves them to members/errors.py) ------------------------------------------
-
-
 # --- what a tier is -------------------------------------------------------------------------------
 
 
