@@ -6,12 +6,14 @@ Every function takes a session, flushes and never commits.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import re
 import secrets
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -61,6 +63,21 @@ def get_tenant_by_slug_or_raise(session: Session, slug: str) -> Tenant:
     if tenant is None:
         raise NotFoundError(f"no tenant {slug!r}", errors={"tenant": "unknown tenant"})
     return tenant
+
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+def tenant_timezone(session: Session, tenant_id: int) -> str:
+    """The brand's timezone name (days, expiry and local times are the brand's)."""
+    tenant = session.get(Tenant, tenant_id)
+    return tenant.timezone if tenant is not None and tenant.timezone else DEFAULT_TIMEZONE
+
+
+def tenant_today(session: Session, tenant_id: int, now: dt.datetime | None = None) -> dt.date:
+    """Today in the brand's timezone."""
+    moment = now or dt.datetime.now(dt.UTC)
+    return moment.astimezone(ZoneInfo(tenant_timezone(session, tenant_id))).date()
 
 
 def list_tenants(session: Session) -> Sequence[Tenant]:

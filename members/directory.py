@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.errors import ValidationFailedError
-from core.models import Tenant
 from core.runtime import Runtime
+from core.services import tenant_timezone
 from members.errors import MemberErasedError
 from members.identity import (
     PhoneVault,
@@ -292,7 +292,6 @@ def adjust_points(
     member = get_member_or_raise(session, tenant_id=tenant_id, member_id=member_id)
     if member.status != "active":
         raise MemberErasedError(f"member {member_id} was erased")
-    tenant = session.get(Tenant, tenant_id)
     return adjust(
         session,
         tenant_id=tenant_id,
@@ -302,6 +301,6 @@ def adjust_points(
         reason=reason.strip(),
         actor=actor,
         expiry=get_programme(runtime, session, tenant_id).expiry,
-        timezone=tenant.timezone if tenant is not None else "Asia/Shanghai",
+        timezone=tenant_timezone(session, tenant_id),
         now=now,
     )

@@ -29,6 +29,7 @@ from core.db import insert_ignore, utcnow
 from core.errors import ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
+from core.services import DEFAULT_TIMEZONE, tenant_timezone, tenant_today
 from members.errors import AlreadyCheckedInError
 from members.ledger import Applied, earn
 from members.models import CheckIn, Member, PointsEntry
@@ -36,16 +37,6 @@ from members.settings import get_programme
 from members.tiers import Batch, tier_benefits
 
 REFERRAL_LEVELS = 2
-
-
-def _timezone(session: Session, tenant_id: int) -> str:
-    tenant = session.get(Tenant, tenant_id)
-    return tenant.timezone if tenant is not None and tenant.timezone else "Asia/Shanghai"
-
-
-def local_today(session: Session, tenant_id: int, now: dt.datetime | None = None) -> dt.date:
-    """Today in the brand's timezone."""
-    return (now or utcnow()).astimezone(ZoneInfo(_timezone(session, tenant_id))).date()
 
 
 # --- check-in ---------------------------------------------------------------------------------
@@ -70,7 +61,7 @@ def check_in(
     """Check the member in for today (the brand's local day); 409 ``already_checked_in`` the
     second time, with nothing written."""
     now = now or utcnow()
-    timezone = _timezone(session, tenant_id)
+    timezone = tenant_timezone(session, tenant_id)
     day = now.astimezone(ZoneInfo(timezone)).date()
     programme = get_programme(runtime, session, tenant_id)
     yesterday = session.scalar(
@@ -140,7 +131,7 @@ def check_ins_of(
 ) -> CheckInMonth:
     """The days of ``month`` (YYYY-MM, default this one) the member checked in, and the
     current streak."""
-    today = local_today(session, tenant_id, now)
+    today = tenant_today(session, tenant_id, now)
     year, number = parse_month(month, today)
     first = dt.date(year, number, 1)
     last = dt.date(year, number, calendar.monthrange(year, number)[1])
@@ -199,7 +190,7 @@ def grant_birthday_points(
     tenants = session.execute(query).all()
     now = utcnow()
     local = {
-        t: today or now.astimezone(ZoneInfo(zone or "Asia/Shanghai")).date() for t, zone in tenants
+        t: today or now.astimezone(ZoneInfo(zone or DEFAULT_TIMEZONE)).date() for t, zone in tenants
     }
     if not local:
         return Batch(0, 0, None)
@@ -239,7 +230,7 @@ def grant_birthday_points(
             points=points,
             business_key=f"birthday:{row.id}:{day.year}",
             expiry=programme.expiry,
-            timezone=_timezone(session, row.tenant_id),
+            timezone=tenant_timezone(session, row.tenant_id),
             reason="birthday",
             ref={"year": day.year},
             once_per_key=True,
@@ -275,7 +266,7 @@ def reward_referral(
     further up; erased members are skipped. Pending for ``Programme.pending_for``; once per new
     member and level (``referral:<member>:<level>``), however often it is called."""
     programme = get_programme(runtime, session, tenant_id)
-    timezone = _timezone(session, tenant_id)
+    timezone = tenant_timezone(session, tenant_id)
     done: list[Applied] = []
     seen = {member_id}
     child = member_id

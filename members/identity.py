@@ -37,11 +37,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import services as core_services
 from core.db import after_commit, utcnow
 from core.errors import ConflictError, ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
-from core.services import data_key
+from core.services import data_key, tenant_today
 from members.engagement import reward_referral
 from members.errors import BrandNotFoundError, MemberErasedError
 from members.ledger import balance_of
@@ -151,21 +152,10 @@ def phone_vault(session: Session, runtime: Runtime, tenant_id: int) -> PhoneVaul
 
 def tenant_of_brand(session: Session, brand: str) -> Tenant:
     """The tenant whose slug is ``brand``, or a 404 naming ``brand``."""
-    tenant = (
-        session.scalar(select(Tenant).where(Tenant.slug == brand)) if len(brand) <= 40 else None
-    )
+    tenant = core_services.get_tenant_by_slug(session, brand) if len(brand) <= 40 else None
     if tenant is None:
         raise BrandNotFoundError(f"no brand {brand!r}", errors={"brand": "unknown brand"})
     return tenant
-
-
-def local_today(session: Session, tenant_id: int, now: dt.datetime | None = None) -> dt.date:
-    """Today in the brand's timezone."""
-    from zoneinfo import ZoneInfo
-
-    tenant = session.get(Tenant, tenant_id)
-    zone = ZoneInfo(tenant.timezone if tenant is not None else "Asia/Shanghai")
-    return (now or utcnow()).astimezone(zone).date()
 
 
 # --- members by phone -------------------------------------------------------------------------
@@ -335,7 +325,7 @@ def update_profile(
     member = get_member_or_raise(session, tenant_id=tenant_id, member_id=member_id)
     if member.status != "active":
         raise MemberErasedError(f"member {member_id} was erased")
-    today = today or local_today(session, tenant_id)
+    today = today or tenant_today(session, tenant_id)
     checked: dict[str, Any] = {}
     for name, value in changes.items():
         if name not in PROFILE_FIELDS:

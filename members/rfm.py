@@ -45,6 +45,7 @@ from core.db import UTCDateTime, utcnow
 from core.errors import ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
+from core.services import tenant_timezone
 from members.errors import TagNotFoundError, TierNotFoundError
 from members.models import RFM_SEGMENTS, Member, MemberTag, RfmScore, Tag, Tier
 from members.segments import (
@@ -474,8 +475,7 @@ def export_csv(
     writer = csv.writer(out)
     writer.writerow(CSV_HEADER)
     with runtime.db.read_only() as session:
-        tenant = session.get(Tenant, tenant_id)
-        zone = ZoneInfo(tenant.timezone if tenant is not None else "Asia/Shanghai")
+        zone = ZoneInfo(tenant_timezone(session, tenant_id))
         after = 0
         while True:
             page = members_in(

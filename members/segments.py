@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import Session
 
-from core.models import Tenant
+from core.services import tenant_timezone
 from members.models import RFM_SEGMENTS, MemberSettings, PointsEntry
 from members.settings import Programme
 
@@ -78,8 +78,7 @@ class Calendar:
 
 
 def calendar_of(session: Session, tenant_id: int, now: dt.datetime) -> Calendar:
-    tenant = session.get(Tenant, tenant_id)
-    return Calendar(now, tenant.timezone if tenant is not None else "Asia/Shanghai")
+    return Calendar(now, tenant_timezone(session, tenant_id))
 
 
 def programme_of(session: Session, tenant_id: int) -> Programme:

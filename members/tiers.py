@@ -42,8 +42,8 @@ from sqlalchemy.orm.util import identity_key
 
 from core.db import after_commit, driver_cursor, insert_ignore, utcnow
 from core.errors import ValidationFailedError
-from core.models import Tenant
 from core.runtime import Runtime
+from core.services import tenant_timezone
 from members.errors import TierInUseError, TierNotFoundError
 from members.ledger import MAX_POINTS, earn
 from members.models import Balance, GrowthEntry, Member, PointsEntry, Tier, TierChange
@@ -567,11 +567,6 @@ class TierMove:
     gift_points: int  # credited by this move (0: none, or given before)
 
 
-def _timezone(session: Session, tenant_id: int) -> str:
-    tenant = session.get(Tenant, tenant_id)
-    return tenant.timezone if tenant is not None and tenant.timezone else "Asia/Shanghai"
-
-
 def _move(
     session: Session,
     runtime: Runtime,
@@ -627,7 +622,7 @@ def _move(
             points=to.upgrade_gift_points,
             business_key=f"tier-gift:{member_id}:{to.id}",
             expiry=programme.expiry,
-            timezone=_timezone(session, tenant_id),
+            timezone=tenant_timezone(session, tenant_id),
             reason="tier_gift",
             ref={"tier_id": to.id},
             now=now,
@@ -752,7 +747,7 @@ def _review_tenant(
         return 0
     programme = get_programme(runtime, session, tenant_id)
     since = window_start(programme, now)
-    day = now.astimezone(ZoneInfo(_timezone(session, tenant_id))).date().isoformat()
+    day = now.astimezone(ZoneInfo(tenant_timezone(session, tenant_id))).date().isoformat()
     due = [
         r
         for r in rows

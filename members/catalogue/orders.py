@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 from core import services as core_services
 from core.db import dialect_insert, insert_ignore, utcnow
 from core.errors import ValidationFailedError
-from core.models import Tenant
 from core.runtime import Runtime
+from core.services import tenant_timezone
 from members.catalogue.coupons import COUPON_ALPHABET, COUPON_LENGTH, REFERENCE, VOID_PREFIX
 from members.catalogue.items import (
     DEFAULT_COUPON_DAYS,
@@ -208,8 +208,7 @@ def _issue_coupons(
 ) -> None:
     """``count`` coupons for the order, valid from now to the end of the ``coupon_valid_days``-th
     day in the brand's timezone (the day of issue is day 1)."""
-    tenant = session.get(Tenant, item.tenant_id)
-    timezone = tenant.timezone if tenant is not None else "Asia/Shanghai"
+    timezone = tenant_timezone(session, item.tenant_id)
     until = _local_midnight_after(now, item.coupon_valid_days or DEFAULT_COUPON_DAYS, timezone)
     issued = 0
     attempts = 0

@@ -19,8 +19,8 @@ from flask import Response, jsonify, request
 
 from core.auth import audit
 from core.errors import ValidationFailedError
-from core.models import Tenant
 from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
+from core.services import tenant_timezone
 from core.web import app_runtime, client_ip, db_session
 from members import schemas_identity as schemas
 from members.directory import (
@@ -257,8 +257,7 @@ def _text(name: str, longest: int) -> str | None:
 
 def _filters(tenant_id: int) -> MemberFilter:
     session = db_session()
-    tenant = session.get(Tenant, tenant_id)
-    zone = ZoneInfo(tenant.timezone if tenant is not None else "Asia/Shanghai")
+    zone = ZoneInfo(tenant_timezone(session, tenant_id))
     return member_filter(
         session,
         app_runtime(),
