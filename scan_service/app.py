@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 db_session(),
                 app_runtime(),
                 _scan_request(code, device=new_device),
-                member=_member(),
+                member=_member,
             )
         except anti_fraud.RateLimitedError as limited:
             title, message = RATE_LIMITED[lang]
@@ -306,7 +306,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 accuracy_m=body.accuracy_m,
             ),
             verification=known[1] if known and known[0] == body.code else None,
-            member=_member(),
+            member=_member,
         )
         return answer_json(answer, _lang())
 

@@ -9,6 +9,7 @@ never an error; a flooding client gets :class:`anti_fraud.RateLimitedError`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -57,11 +58,12 @@ def scan(
     runtime: Runtime,
     request: anti_fraud.ScanRequest,
     verification: codegen.Verification | None = None,
-    member: members.SignedIn | None = None,
+    member: Callable[[], members.SignedIn | None] | None = None,
 ) -> ScanAnswer:
     """Answer one scan; a valid scan is recorded in ``session`` (committed before the answer).
     ``verification`` is step 1's result when the caller already has it (the WSGI fast path);
-    ``member`` the signed-in member scanning, who may earn the code's points."""
+    ``member`` finds the signed-in member scanning, who may earn the code's points: asked only
+    at step 5, so a forged code costs no lookup whatever credentials it carries."""
     # 1. Verify from the code alone: a forged code never reaches the database, and a client
     #    flooding us with them is told to wait.
     if verification is None:
@@ -104,11 +106,12 @@ def scan(
     # 5. The signed-in member's points: once per code ever (the ledger's business key), pending
     #    while fraud checks run. The draw plugs in here too.
     reward = None
-    if member is not None:
+    signed_in = member() if member is not None else None
+    if signed_in is not None:
         reward = members.reward_scan(
             session,
             runtime,
-            member=member,
+            member=signed_in,
             tenant_id=context.tenant_id,
             batch_id=context.batch_id,
             serial=verification.serial,

@@ -163,3 +163,32 @@ def test_the_scan_apis_spec_says_which_operations_take_a_member_token(
     assert paths["/api/v1/me/orders"]["post"]["security"] == [{"memberToken": []}]
     assert paths["/api/v1/members/otp"]["post"]["security"] == []  # before sign-in
     assert paths["/api/v1/scans"]["post"]["security"] == []  # anyone may scan
+
+
+def test_a_forged_code_costs_no_query_even_with_a_member_token(
+    client: FlaskClient, runtime: Runtime, brand: Brand
+) -> None:
+    from sqlalchemy import event
+
+    _, token = signed_in(runtime, brand.tenant_id)
+    forged = code_url(runtime, brand, 5)[:-3] + "AAA"
+    statements: list[str] = []
+
+    def listener(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    engine = runtime.db.engine
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        api = client.post(
+            "/api/v1/scans",
+            json={"code": forged, "device_id": "device-forger", "lat": 30.2, "lon": 120.1},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        client.set_cookie(members.MEMBER_COOKIE, token)
+        page = client.get(urlsplit(forged).path)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert api.get_json()["verdict"] == "counterfeit" and api.get_json()["points"] is None
+    assert 'data-verdict="counterfeit"' in page.get_data(as_text=True)
+    assert statements == []
