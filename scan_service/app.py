@@ -26,6 +26,7 @@ from scan_service import schemas
 from scan_service.fastpath import ForgedCodeFastPath
 from scan_service.member_pages import register_member_pages
 from scan_service.orchestrator import ScanAnswer, scan
+from scan_service.pages import API_PREFIX, page_headers, page_lang, signed_in
 from scan_service.texts import (
     JOURNEY_TITLE,
     POINTS,
@@ -39,19 +40,6 @@ from scan_service.texts import (
 )
 
 DEVICE_COOKIE = "yima_d"
-LANG_COOKIE = "yima_lang"
-API_PREFIX = "/api/v1"
-
-
-def _lang() -> str:
-    environ = request.environ
-    if environ.get("QUERY_STRING") or environ.get("HTTP_COOKIE"):
-        chosen = request.args.get("lang") or request.cookies.get(LANG_COOKIE)
-        if chosen in ("zh", "en"):
-            return chosen
-    if not environ.get("HTTP_ACCEPT_LANGUAGE"):  # most apps send none: skip the parsing
-        return "zh"
-    return "en" if request.accept_languages.best_match(["zh", "en"]) == "en" else "zh"
 
 
 def _place_label(place: dict[str, Any] | None, lang: str) -> str | None:
@@ -91,14 +79,6 @@ def _points(answer: ScanAnswer, lang: str) -> dict[str, Any] | None:
     }
 
 
-def _member() -> members.SignedIn | None:
-    # Only a request that carries a credential pays the lookup.
-    environ = request.environ
-    if not environ.get("HTTP_AUTHORIZATION") and members.MEMBER_COOKIE not in request.cookies:
-        return None
-    return members.signed_in_member()
-
-
 def _journey(answer: ScanAnswer, lang: str) -> list[dict[str, str]]:
     # Only the kind, the time and the words: operators, distributor ids and shipment
     # references stay with the brand.
@@ -113,30 +93,13 @@ def _journey(answer: ScanAnswer, lang: str) -> list[dict[str, str]]:
     ]
 
 
-def _page_headers(response: Response, lang: str, nonce: str | None = None) -> Response:
-    script = f"'nonce-{nonce}'" if nonce else "'none'"
-    response.headers["Content-Security-Policy"] = (
-        f"default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
-        f"script-src {script}; connect-src 'self'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    if request.args.get("lang") in ("zh", "en"):
-        response.set_cookie(
-            LANG_COOKIE, lang, max_age=365 * 86400, samesite="Lax", secure=request.is_secure
-        )
-    return response
-
-
 def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
     app.register_blueprint(members.consumer_blueprint(), url_prefix=API_PREFIX)
     register_member_pages(app)
 
     def page(code: str) -> Response:
-        lang = _lang()
+        lang = page_lang()
         device = request.cookies.get(DEVICE_COOKIE)
         if not device or len(device) != 32 or not device.isalnum():
             device = None
@@ -146,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 db_session(),
                 app_runtime(),
                 _scan_request(code, device=new_device),
-                member=_member,
+                member=signed_in,
             )
         except anti_fraud.RateLimitedError as limited:
             title, message = RATE_LIMITED[lang]
@@ -190,7 +153,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 api=request.script_root + API_PREFIX,
             )
         )
-        _page_headers(response, lang, nonce)
+        page_headers(response, lang, script=f"'nonce-{nonce}'")
         if device is None:
             response.set_cookie(
                 DEVICE_COOKIE,
@@ -215,7 +178,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     @app.get("/01/<gtin>/10/<lot>")
     def gs1_product(gtin: str, lot: str | None = None) -> Response:
         """The product a GTIN names (and its batch, when the lot is known); no scan."""
-        lang = _lang()
+        lang = page_lang()
         session = db_session()
         product = codegen.get_product_by_gtin(session, gtin=gtin)
         if product is None:
@@ -226,7 +189,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 ),
                 404,
             )
-            return _page_headers(response, lang)
+            return page_headers(response, lang)
         batch = None
         # A lot no batch can have (codegen's lot rule: 1-20 plain characters) is not looked up.
         if lot is not None and 0 < len(lot) <= 20 and lot.isprintable():
@@ -249,7 +212,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 scan_to_verify=SCAN_TO_VERIFY[lang],
             )
         )
-        return _page_headers(response, lang)
+        return page_headers(response, lang)
 
     def answer_json(answer: ScanAnswer, lang: str) -> dict[str, Any]:
         # Built by hand (the shape is schemas.ScanOut): this is the hot path.
@@ -306,9 +269,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                 accuracy_m=body.accuracy_m,
             ),
             verification=known[1] if known and known[0] == body.code else None,
-            member=_member,
+            member=signed_in,
         )
-        return answer_json(answer, _lang())
+        return answer_json(answer, page_lang())
 
     @app.post(f"{API_PREFIX}/scans/<scan_id>/location")
     @operation(
@@ -328,7 +291,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             lon=body.lon,
             accuracy_m=body.accuracy_m,
         )
-        lang = _lang()
+        lang = page_lang()
         title, message = verdict_text(verdict, lang)
         return schemas.LocationOut(
             verdict=verdict,

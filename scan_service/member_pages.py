@@ -20,30 +20,18 @@ from urllib.parse import urlencode, urlsplit
 from flask import Flask, Response, make_response, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-import members
 from core.models import Tenant
 from core.web import db_session
 from scan_service.member_texts import TEXTS
+from scan_service.pages import API_PREFIX, page_headers, page_lang, signed_in
 
-LANG_COOKIE = "yima_lang"
 BRAND_COOKIE = "yima_mb"  # the brand last signed in to: where a signed-out visitor signs in
-API_PREFIX = "/api/v1"
 HOME = "/m/"
 SCRIPT = Path(__file__).parent / "static" / "member.js"
 _REFERRAL_CODE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 _CHANNEL = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 _YEAR = 365 * 86400
-
-
-def _lang() -> str:
-    """``?lang=``, else the ``yima_lang`` cookie, else Accept-Language; Chinese by default."""
-    chosen = request.args.get("lang") or request.cookies.get(LANG_COOKIE)
-    if chosen in ("zh", "en"):
-        return chosen
-    if not request.headers.get("Accept-Language"):
-        return "zh"
-    return "en" if request.accept_languages.best_match(["zh", "en"]) == "en" else "zh"
 
 
 def safe_next(value: str | None) -> str:
@@ -73,29 +61,6 @@ def _tenant_of_host() -> Tenant | None:
     found = db_session().scalars(select(Tenant).where(Tenant.scan_host == request.host).limit(2))
     tenants = list(found)
     return tenants[0] if len(tenants) == 1 else None
-
-
-def _signed_in() -> members.SignedIn | None:
-    """The member the ``yima_m`` cookie (set by ``POST /api/v1/members/sign-in``) names."""
-    if members.MEMBER_COOKIE not in request.cookies:
-        return None
-    return members.signed_in_member()
-
-
-def _headers(response: Response, lang: str) -> Response:
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
-        "script-src 'self'; connect-src 'self'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    if request.args.get("lang") in ("zh", "en"):
-        response.set_cookie(
-            LANG_COOKIE, lang, max_age=_YEAR, samesite="Lax", secure=request.is_secure
-        )
-    return response
 
 
 def _lang_switch(lang: str) -> str:
@@ -138,11 +103,11 @@ def _page(
         ),
         status,
     )
-    return _headers(response, lang)
+    return page_headers(response, lang, script="'self'")
 
 
 def _redirect(location: str, lang: str) -> Response:
-    return _headers(make_response(redirect(location, 303)), lang)
+    return page_headers(make_response(redirect(location, 303)), lang, script="'self'")
 
 
 @functools.cache
@@ -157,8 +122,8 @@ def _unknown_brand(lang: str) -> Response:
 
 def _member_page(template: str, page: str) -> Response:
     """A page of the signed-in member's own brand, or a redirect to sign in."""
-    lang = _lang()
-    who = _signed_in()
+    lang = page_lang()
+    who = signed_in()
     asked = request.args.get("brand")
     tenant = db_session().get(Tenant, who.tenant_id) if who is not None else None
     if tenant is None or (asked and asked != tenant.slug):
@@ -173,12 +138,12 @@ def register_member_pages(app: Flask) -> None:
 
     @app.get("/m/sign-in")
     def member_sign_in() -> Response:
-        lang = _lang()
+        lang = page_lang()
         tenant = _tenant(request.args.get("brand"))
         if tenant is None:
             return _unknown_brand(lang)
         next_path = safe_next(request.args.get("next"))
-        who = _signed_in()
+        who = signed_in()
         if who is not None and who.tenant_id == tenant.id:
             return _redirect(request.script_root + next_path, lang)
         ref = request.args.get("ref", "")
@@ -205,7 +170,7 @@ def register_member_pages(app: Flask) -> None:
 
     @app.get("/m/invite/<code>")
     def member_invite(code: str) -> Response:
-        lang = _lang()
+        lang = page_lang()
         tenant = _tenant(request.args.get("brand")) or _tenant_of_host()
         if tenant is None or not _REFERRAL_CODE.fullmatch(code):
             return _unknown_brand(lang)
@@ -227,21 +192,21 @@ def register_member_pages(app: Flask) -> None:
     @app.get("/m/catalogue")
     def member_catalogue() -> Response:
         """Anyone may look; redeeming needs the brand's member signed in."""
-        lang = _lang()
-        who = _signed_in()
+        lang = page_lang()
+        who = signed_in()
         asked = request.args.get("brand")
         tenant = _tenant(asked) if asked else None
         if tenant is None and not asked and who is not None:
             tenant = db_session().get(Tenant, who.tenant_id)
         if tenant is None:
             return _unknown_brand(lang)
-        signed_in = who is not None and who.tenant_id == tenant.id
+        here = who is not None and who.tenant_id == tenant.id
         return _page(
             "catalogue.html",
             lang,
             tenant=tenant,
             page="catalogue",
-            signed_in=signed_in,
+            signed_in=here,
             sign_in=_sign_in_url(tenant.slug, _here(), lang=lang),
         )
 
