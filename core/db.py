@@ -26,6 +26,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -116,6 +117,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 
 _AFTER_COMMIT_KEY = "yima.after_commit"
+
+
+def flush_unique(session: Session) -> IntegrityError | None:
+    """Flush inside a savepoint: the unique-key violation a concurrent writer caused (the
+    transaction goes on), or None. The caller turns it into a 4xx naming the field."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        return exc
+    return None
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

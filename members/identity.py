@@ -11,9 +11,8 @@ Mainland China mobile numbers are accepted as ``13812345678``, ``+86 138 1234 56
 
 On top of that: members found or enrolled by phone (first sign-in creates the member, with a
 referral code of its own and, when it came through someone's code, its referrer), the profile a
-member edits (nickname, birthday, gender, region), what a member sees of its points, and what a
-brand's staff see: lists and filters (phones masked), one member's profile, the full number
-(``pii``, audited by the view), CSV exports and manual point adjustments.
+member edits (nickname, birthday, gender, region) and what a member sees of its points. What a
+brand's staff see of members is in ``members/directory.py``.
 """
 
 from __future__ import annotations
@@ -37,12 +36,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core import services as core_services
 from core.db import after_commit, utcnow
 from core.errors import ConflictError, ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
-from core.services import data_key, tenant_today
+from core.services import data_key, get_tenant_by_slug, tenant_today
 from members.engagement import reward_referral
 from members.errors import BrandNotFoundError, MemberErasedError
 from members.ledger import balance_of
@@ -152,7 +150,7 @@ def phone_vault(session: Session, runtime: Runtime, tenant_id: int) -> PhoneVaul
 
 def tenant_of_brand(session: Session, brand: str) -> Tenant:
     """The tenant whose slug is ``brand``, or a 404 naming ``brand``."""
-    tenant = core_services.get_tenant_by_slug(session, brand) if len(brand) <= 40 else None
+    tenant = get_tenant_by_slug(session, brand) if len(brand) <= 40 else None
     if tenant is None:
         raise BrandNotFoundError(f"no brand {brand!r}", errors={"brand": "unknown brand"})
     return tenant

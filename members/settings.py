@@ -121,6 +121,6 @@ def update_programme(
     row.values = programme.model_dump(mode="json")
     row.updated_at = utcnow()
     session.flush()
-    _forget(runtime, tenant_id)
+    # Forgotten once committed: a rolled-back change is never cached.
     after_commit(session, lambda: _forget(runtime, tenant_id))
     return programme

@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from core.db import UTCDateTime, dialect_insert, insert_ignore, utcnow
+from core.db import UTCDateTime, dialect_insert, flush_unique, insert_ignore, utcnow
 from core.errors import ValidationFailedError
 from members.errors import (
     MemberErasedError,
@@ -357,6 +357,12 @@ def _name_free(session: Session, *, tenant_id: int, name: str, tag_id: int | Non
         raise TagNameTakenError(f"a tag named {name!r} exists", errors={"name": "already used"})
 
 
+def _flush_name(session: Session, name: str) -> None:
+    # The unique (tenant, name) key decides between two requests naming tags alike.
+    if flush_unique(session) is not None:
+        raise TagNameTakenError(f"a tag is named {name!r} already", errors={"name": "taken"})
+
+
 def create_tag(
     session: Session,
     *,
@@ -387,7 +393,7 @@ def create_tag(
         created_at=now or utcnow(),
     )
     session.add(tag)
-    session.flush()  # the unique (tenant, name) key decides a race: IntegrityError → 409 upstream
+    _flush_name(session, name)
     if parsed is not None:
         evaluate_tag(session, tag, now=now or utcnow())
     return tag
@@ -420,7 +426,7 @@ def update_tag(
         tag.name = name
     if parsed is not None:
         tag.rule = parsed.model_dump(mode="json", exclude_none=True)
-    session.flush()
+    _flush_name(session, tag.name)
     if parsed is not None:
         evaluate_tag(session, tag, now=now or utcnow())
     return tag

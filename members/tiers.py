@@ -40,7 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from core.db import after_commit, driver_cursor, insert_ignore, utcnow
+from core.db import after_commit, driver_cursor, flush_unique, insert_ignore, utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 from core.services import tenant_timezone
@@ -54,7 +54,6 @@ log = logging.getLogger("yima.members")
 LADDER_TTL = 30.0
 MAX_TIERS = 20
 MAX_THRESHOLD = 10**12
-METRICS = ("growth", "spend", "scans")
 
 
 # --- what a tier is -------------------------------------------------------------------------------
@@ -302,13 +301,10 @@ def _check_ladder(fields: TierFields, others: Iterable[Tier]) -> None:
 
 def _flush_unique(session: Session) -> None:
     """Flush; a concurrent edit that took the same rank or name is a field error."""
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        text = str(exc.orig).lower()
-        where = "rank" if "rank" in text else "name"
-        raise ValidationFailedError.field(where, "another tier has just taken it") from None
+    clash = flush_unique(session)
+    if clash is not None:
+        where = "rank" if "rank" in str(clash.orig).lower() else "name"
+        raise ValidationFailedError.field(where, "another tier has just taken it")
 
 
 def create_tier(session: Session, runtime: Runtime, *, tenant_id: int, **fields: Any) -> Tier:

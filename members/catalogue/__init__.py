@@ -50,7 +50,6 @@ from members.catalogue.orders import (
     order_key,
     redeem,
     shipping_of,
-    vault_of,
 )
 from members.errors import (
     CatalogueItemNotFoundError,
@@ -127,5 +126,4 @@ __all__ = [
     "standing_of",
     "update_item",
     "use_coupon",
-    "vault_of",
 ]

@@ -29,7 +29,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from core import services as core_services
 from core.db import dialect_insert, insert_ignore, utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
@@ -53,7 +52,7 @@ from members.errors import (
     SoldOutError,
     TierTooLowError,
 )
-from members.identity import PhoneVault, mask_phone, normalize_phone
+from members.identity import PhoneVault, mask_phone, normalize_phone, phone_vault
 from members.ledger import refund_spend, spend
 from members.models import (
     CatalogueItem,
@@ -76,17 +75,6 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 # --- shipping (personal data) -----------------------------------------------------------------
-
-
-def vault_of(session: Session, runtime: Runtime, tenant_id: int) -> PhoneVault:
-    """The tenant's phone keys (its ``pii`` data key)."""
-    key = core_services.data_key(
-        session,
-        master_key=runtime.settings.master_key_bytes,
-        tenant_id=tenant_id,
-        purpose="pii",
-    )
-    return PhoneVault.of(key)
 
 
 @dataclass(frozen=True)
@@ -269,7 +257,7 @@ def redeem(
     item = get_item_or_raise(session, tenant_id=tenant_id, item_id=item_id)
     goods = item.kind == "goods"
     parcel = check_shipping(shipping) if goods else None
-    vault = vault_of(session, runtime, tenant_id) if goods else None
+    vault = phone_vault(session, runtime, tenant_id) if goods else None
     key = order_key(member_id, idempotency_key)
     seen = _replay(
         session,

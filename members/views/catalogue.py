@@ -16,7 +16,15 @@ from flask import request
 from core import services as core_services
 from core.auth import PERMISSIONS, audit
 from core.errors import ValidationFailedError
-from core.openapi import MAX_ID, PAGINATION, operation, page_args, parse_body, query_int
+from core.openapi import (
+    MAX_ID,
+    PAGINATION,
+    next_after,
+    operation,
+    page_args,
+    parse_body,
+    query_int,
+)
 from core.web import app_runtime, db_session
 from members import schemas_catalogue as schemas
 from members.catalogue import (
@@ -38,9 +46,8 @@ from members.catalogue import (
     shipping_of,
     update_item,
     use_coupon,
-    vault_of,
 )
-from members.identity import PhoneVault
+from members.identity import PhoneVault, phone_vault
 from members.models import ORDER_STATUSES, CatalogueItem, Coupon, Order
 from members.services import get_member_or_raise
 from members.views._common import (
@@ -143,10 +150,6 @@ def _orders_out(
     return out
 
 
-def _next(rows: Sequence[Any], limit: int) -> int | None:
-    return int(rows[-1].id) if len(rows) == limit else None
-
-
 def _status_arg(name: str, allowed: Sequence[str]) -> str | None:
     value = request.args.get(name) or None
     if value is not None and value not in allowed:
@@ -211,7 +214,7 @@ def get_my_orders() -> Any:
     orders = list_orders(
         db_session(), tenant_id=who.tenant_id, member_id=who.member_id, before_id=after, limit=limit
     )
-    return {"items": _orders_out(orders), "next_after": _next(orders, limit)}
+    return {"items": _orders_out(orders), "next_after": next_after(list(orders), limit)}
 
 
 @consumer.get("/me/coupons")
@@ -239,7 +242,7 @@ def get_my_coupons() -> Any:
         for i, item in items_by_id(session, [c.item_id for c in coupons if c.item_id]).items()
     }
     return schemas.CouponPage(
-        items=[_coupon_out(c, names) for c in coupons], next_after=_next(coupons, limit)
+        items=[_coupon_out(c, names) for c in coupons], next_after=next_after(list(coupons), limit)
     ).model_dump(mode="json")
 
 
@@ -273,7 +276,7 @@ def get_items() -> Any:
         )
     )
     return schemas.ItemPage(
-        items=[_item_out(i) for i in items], next_after=_next(items, limit)
+        items=[_item_out(i) for i in items], next_after=next_after(list(items), limit)
     ).model_dump(mode="json")
 
 
@@ -370,12 +373,15 @@ def _vault_for_pii(tenant_id: int, role: str, orders: Sequence[Order]) -> PhoneV
         target_id=shown[0],
         detail={"order_ids": shown},
     )
-    return vault_of(db_session(), app_runtime(), tenant_id)
+    return phone_vault(db_session(), app_runtime(), tenant_id)
 
 
 def _order_page(orders: Sequence[Order], limit: int, tenant_id: int, role: str) -> Any:
     vault = _vault_for_pii(tenant_id, role, orders)
-    return {"items": _orders_out(orders, vault=vault), "next_after": _next(orders, limit)}
+    return {
+        "items": _orders_out(orders, vault=vault),
+        "next_after": next_after(list(orders), limit),
+    }
 
 
 @manage.get("/orders")

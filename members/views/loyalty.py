@@ -18,6 +18,7 @@ from core.auth import audit
 from core.db import utcnow
 from core.models import Tenant
 from core.openapi import PAGINATION, next_after, operation, page_args, parse_body
+from core.services import tenant_timezone
 from core.web import app_runtime, db_session
 from members import schemas_loyalty as schemas
 from members.engagement import (
@@ -68,7 +69,7 @@ def my_tier() -> Any:
     )
     current = ladder.by_id.get(member.tier_id) if member.tier_id is not None else None
     upper = ladder.above(current.rank if current is not None else -1)
-    timezone = session.get(Tenant, who.tenant_id).timezone  # type: ignore[union-attr]
+    timezone = tenant_timezone(session, who.tenant_id)
     body = schemas.MyTier(
         tier=schemas.TierRef(id=current.id, name=current.name, rank=current.rank)
         if current

@@ -14,6 +14,7 @@ import members
 from core.errors import ConflictError, ValidationFailedError
 from core.runtime import Runtime
 from members import catalogue as cat
+from members.identity import phone_vault
 from members.models import Coupon, Order, PointsEntry, RedemptionCount, Tier
 from tests.factories import make_brand
 
@@ -316,7 +317,7 @@ def test_goods_need_valid_shipping_kept_sealed(runtime: Runtime, brand: int) -> 
         "address": SHIP["address"],
     }
     with runtime.db.unit_of_work() as session:
-        vault = cat.vault_of(session, runtime, brand)
+        vault = phone_vault(session, runtime, brand)
         assert cat.shipping_of(order, vault=vault)["phone"] == "+8613812345678"  # type: ignore[index]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import threading
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,9 +19,10 @@ from core.db import utcnow
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 from members import rfm, tags
-from members.errors import MemberErasedError, TagNotManualError
+from members.errors import MemberErasedError, TagNameTakenError, TagNotManualError
 from members.models import Member, MemberTag, RfmScore, Tier
 from members.segments import Calendar
+from tests.conftest import PG_URL
 from tests.factories import make_brand
 
 # Noon of today in Shanghai: the API computes segments at the real time, on the same local day.
@@ -365,3 +367,28 @@ def test_the_calendar_counts_local_days() -> None:
     assert cal.since(30) == dt.datetime(2026, 10, 23, 16, 0, tzinfo=dt.UTC)
     leap = Calendar(dt.datetime(2028, 2, 29, 4, tzinfo=dt.UTC), "UTC")
     assert leap.years_ago(1) == dt.date(2027, 2, 28)
+
+
+@pytest.mark.skipif(PG_URL is None, reason="real concurrency: set YIMA_TEST_DATABASE_URL")
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_two_staff_naming_a_tag_alike_at_once_get_one_tag_and_a_409(runtime: Runtime) -> None:
+    with runtime.db.unit_of_work() as session:
+        tenant_id = make_brand(session, runtime, quantity=1).tenant_id
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def create() -> None:
+        start.wait()
+        try:
+            with runtime.db.unit_of_work() as session:
+                tags.create_tag(session, tenant_id=tenant_id, name="VIP")
+            outcomes.append("created")
+        except TagNameTakenError:
+            outcomes.append("taken")
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["created"] + ["taken"] * 5
