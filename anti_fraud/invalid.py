@@ -71,10 +71,6 @@ class InvalidScanSpool:
         self._thread: threading.Thread | None = None
         self._stopped = False
 
-    def token_hash(self, token: str) -> str:
-        key = self._runtime.settings.secret_key.encode()
-        return hmac.new(key, token.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
-
     def add(self, row: dict[str, Any]) -> None:
         with self._lock:
             if len(self._spool.rows) == MAX_SPOOL:
@@ -144,10 +140,16 @@ _spools: dict[int, InvalidScanSpool] = {}
 _spools_lock = threading.Lock()
 
 
+def token_hash(runtime: Runtime, token: str) -> str:
+    """The keyed hash an invalid code is recorded as (never the code itself)."""
+    key = runtime.settings.secret_key.encode()
+    return hmac.new(key, token.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
+
+
 def spool_for(runtime: Runtime) -> InvalidScanSpool:
     with _spools_lock:
         spool = _spools.get(runtime.key)
-        if spool is None or spool._runtime is not runtime:
+        if spool is None:
             spool = _spools[runtime.key] = InvalidScanSpool(runtime)
             runtime.on_close(lambda: _close_spool(runtime.key))
         return spool
@@ -175,7 +177,7 @@ def invalid_scan_row(
     return {
         "scanned_at": utcnow(),
         "tenant_id": tenant_id,
-        "token_hash": spool_for(runtime).token_hash(token[:4096]),
+        "token_hash": token_hash(runtime, token[:4096]),
         "invalid_reason": reason,
         "signals": [f"invalid:{reason}"],
         "device": device,

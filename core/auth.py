@@ -58,15 +58,21 @@ def current_principal() -> Principal:
     return principal
 
 
+def caller_with(permission: str) -> Principal:
+    """The authenticated caller, whose role must hold ``permission`` (else 403)."""
+    principal = current_principal()
+    if permission not in PERMISSIONS.get(principal.role, frozenset()):
+        raise PermissionDeniedError(f"the role {principal.role!r} may not {permission}")
+    return principal
+
+
 def requires(permission: str) -> Callable[[F], F]:
     """Decorate a view: authenticate and demand ``permission`` of the caller's role."""
 
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            principal = current_principal()
-            if permission not in PERMISSIONS.get(principal.role, frozenset()):
-                raise PermissionDeniedError(f"the role {principal.role!r} may not {permission}")
+            caller_with(permission)
             return view(*args, **kwargs)
 
         wrapper.__dict__.setdefault("_yima_security", True)

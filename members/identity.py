@@ -24,7 +24,7 @@ import re
 import secrets
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +48,6 @@ from members.models import (
     GENDERS,
     LOT_STATUSES,
     Member,
-    PointsEntry,
     PointsLot,
     Tier,
 )
@@ -402,13 +401,3 @@ def describe_me(
         "growth": member.growth,
         "referral_code": member.referral_code,
     }
-
-
-def points_history(
-    session: Session, *, member_id: int, after: int = 0, limit: int = 50
-) -> Sequence[PointsEntry]:
-    """The member's ledger entries, newest first; ``after`` is the last id already seen."""
-    stmt = select(PointsEntry).where(PointsEntry.member_id == member_id)
-    if after:
-        stmt = stmt.where(PointsEntry.id < after)
-    return session.scalars(stmt.order_by(PointsEntry.id.desc()).limit(limit)).all()

@@ -846,10 +846,11 @@ def check_balances(session: Session, *, tenant_id: int | None = None) -> list[Mi
     return out
 
 
-def entries_of(session: Session, *, member_id: int, limit: int = 100) -> Sequence[PointsEntry]:
-    return session.scalars(
-        select(PointsEntry)
-        .where(PointsEntry.member_id == member_id)
-        .order_by(PointsEntry.id.desc())
-        .limit(limit)
-    ).all()
+def entries_of(
+    session: Session, *, member_id: int, after: int = 0, limit: int = 100
+) -> Sequence[PointsEntry]:
+    """The member's entries, newest first; ``after`` is the last id already seen (keyset)."""
+    stmt = select(PointsEntry).where(PointsEntry.member_id == member_id)
+    if after:
+        stmt = stmt.where(PointsEntry.id < after)
+    return session.scalars(stmt.order_by(PointsEntry.id.desc()).limit(limit)).all()

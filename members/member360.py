@@ -18,6 +18,7 @@ from core.db import utcnow
 from core.runtime import Runtime
 from members.catalogue import coupon_status, items_by_id
 from members.directory import member_profile
+from members.ledger import entries_of
 from members.models import CheckIn, Coupon, Order, PointsEntry, PointsLot
 from members.rfm import rfm_of, segment_label
 from members.tags import tags_of
@@ -46,12 +47,7 @@ def member_360(
         .order_by(PointsLot.expires_at.is_(None), PointsLot.expires_at, PointsLot.id)
         .limit(50)
     ).all()
-    entries = session.scalars(
-        select(PointsEntry)
-        .where(PointsEntry.member_id == member_id)
-        .order_by(PointsEntry.id.desc())
-        .limit(RECENT)
-    ).all()
+    entries = entries_of(session, member_id=member_id, limit=RECENT)
     scans = session.scalars(
         select(PointsEntry)
         .where(

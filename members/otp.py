@@ -44,7 +44,6 @@ from core.runtime import Runtime
 from members.errors import OtpInvalidError, OtpRateLimitedError
 from members.identity import (
     Enrolled,
-    PhoneVault,
     enrol_member,
     mask_phone,
     normalize_phone,
@@ -243,7 +242,6 @@ def verify_code(
     tenant_id: int,
     phone: str,
     code: str,
-    vault: PhoneVault | None = None,
     now: dt.datetime | None = None,
 ) -> str:
     """Use the phone's live code; its lookup hash when ``code`` is right.
@@ -255,7 +253,7 @@ def verify_code(
     phone = normalize_phone(phone)
     if not isinstance(code, str) or not _CODE.match(code):
         raise ValidationFailedError.field("code", f"the {CODE_DIGITS} digits sent by SMS")
-    vault = vault or phone_vault(session, runtime, tenant_id)
+    vault = phone_vault(session, runtime, tenant_id)
     phone_hash = vault.lookup_hash(phone)
     _take(
         rate_limiter_for(runtime),

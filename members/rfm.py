@@ -51,8 +51,8 @@ from members.models import RFM_SEGMENTS, Member, MemberTag, RfmScore, Tag, Tier
 from members.segments import (
     SEGMENT_LABELS,
     calendar_of,
-    programme_of,
 )
+from members.settings import load_programme
 
 WINDOW_DAYS = 365
 
@@ -157,7 +157,7 @@ class RfmRun:
 def compute_tenant_rfm(session: Session, *, tenant_id: int, now: dt.datetime) -> int:
     """Recompute one brand's RFM rows in one statement; returns the rows written."""
     cal = calendar_of(session, tenant_id, now)
-    programme = programme_of(session, tenant_id)
+    programme = load_programme(session, tenant_id)
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         # One brand's aggregation of millions of entries hashes in memory, not on disk.
@@ -256,7 +256,7 @@ def segment_summary(session: Session, *, tenant_id: int) -> dict[str, Any]:
         .where(rfm.tenant_id == tenant_id, live)
     ).one()
     scored_total, sleeping, unscored, mean_r, mean_f, mean_m, computed_at = row
-    programme = programme_of(session, tenant_id)
+    programme = load_programme(session, tenant_id)
     churn = 0
     if computed_at is not None:
         cal = calendar_of(session, tenant_id, computed_at)

@@ -26,8 +26,7 @@ from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.orm import Session
 
 from core.services import tenant_timezone
-from members.models import RFM_SEGMENTS, MemberSettings, PointsEntry
-from members.settings import Programme
+from members.models import RFM_SEGMENTS, PointsEntry
 
 # --- labels -------------------------------------------------------------------------------------
 
@@ -79,12 +78,6 @@ class Calendar:
 
 def calendar_of(session: Session, tenant_id: int, now: dt.datetime) -> Calendar:
     return Calendar(now, tenant_timezone(session, tenant_id))
-
-
-def programme_of(session: Session, tenant_id: int) -> Programme:
-    """The brand's programme read now (the scheduled jobs have no runtime-wide cache)."""
-    row = session.get(MemberSettings, tenant_id)
-    return Programme.model_validate(row.values if row is not None else {})
 
 
 # --- rewarded scans -----------------------------------------------------------------------------

@@ -81,14 +81,19 @@ class Programme(BaseModel):
         return dt.timedelta(hours=self.pending_hours)
 
 
+def load_programme(session: Any, tenant_id: int) -> Programme:
+    """The brand's programme read now (scheduled jobs, which have no process-wide cache)."""
+    row = session.get(MemberSettings, tenant_id)
+    return Programme.model_validate(row.values if row is not None else {})
+
+
 def get_programme(runtime: Runtime, session: Any, tenant_id: int) -> Programme:
     """The brand's programme (cached per process for ``SETTINGS_TTL`` seconds)."""
     key = (runtime.key, tenant_id)
     hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < SETTINGS_TTL:
         return hit[1]
-    row = session.get(MemberSettings, tenant_id)
-    programme = Programme.model_validate(row.values if row is not None else {})
+    programme = load_programme(session, tenant_id)
     with _lock:
         _cache[key] = (time.monotonic(), programme)
     return programme

@@ -15,6 +15,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.db import after_commit
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
 from traceability.errors import DistributorConflictError, DistributorNotFoundError
@@ -128,8 +129,15 @@ def create_distributor(
 
 
 def update_distributor(
-    session: Session, *, tenant_id: int, distributor_id: int, changes: dict[str, object]
+    session: Session,
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    distributor_id: int,
+    changes: dict[str, object],
 ) -> Distributor:
+    """Change a distributor; scans see its new name and regions once this commits."""
+    after_commit(session, lambda: forget_parties(runtime))
     distributor = get_distributor_or_raise(
         session, tenant_id=tenant_id, distributor_id=distributor_id
     )

@@ -20,7 +20,6 @@ from flask import Blueprint, current_app, request
 import codegen
 from core import services as core_services
 from core.auth import PERMISSIONS, Principal, audit, current_principal
-from core.db import after_commit
 from core.errors import PermissionDeniedError, ValidationFailedError
 from core.openapi import (
     PAGINATION,
@@ -46,7 +45,6 @@ from traceability.distributors import (
     bind_api_key,
     create_distributor,
     distributor_of_api_key,
-    forget_parties,
     get_distributor_or_raise,
     list_distributors,
     own_regions,
@@ -598,9 +596,9 @@ def patch_distributor(distributor_id: int) -> Any:
     body = parse_body(schemas.DistributorPatch)
     session = db_session()
     runtime = app_runtime()
-    after_commit(session, lambda: forget_parties(runtime))  # names and regions, cached for scans
     changed = update_distributor(
         session,
+        runtime,
         tenant_id=principal.tenant_id,
         distributor_id=distributor_id,
         changes=body.model_dump(exclude_unset=True),

@@ -39,12 +39,11 @@ from members.errors import OtpInvalidError
 from members.identity import (
     describe_me,
     phone_vault,
-    points_history,
     points_summary,
     tenant_of_brand,
     update_profile,
 )
-from members.ledger import balance_of
+from members.ledger import balance_of, entries_of
 from members.member360 import member_360
 from members.otp import send_code, sign_in
 from members.services import get_member_or_raise
@@ -206,7 +205,7 @@ def get_my_points() -> Any:
 def get_my_points_history() -> Any:
     who = current_member()
     limit, after = page_args()
-    entries = list(points_history(db_session(), member_id=who.member_id, after=after, limit=limit))
+    entries = list(entries_of(db_session(), member_id=who.member_id, after=after, limit=limit))
     return schemas.HistoryPage(
         items=[
             schemas.HistoryItem(

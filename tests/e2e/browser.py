@@ -61,6 +61,7 @@ def server(runtime: Runtime) -> Iterator[str]:
         yield f"http://127.0.0.1:{httpd.server_port}"
     finally:
         httpd.shutdown()
+        httpd.server_close()
         thread.join(timeout=10)
         # A request still being answered holds a database connection: let it finish before the
         # runtime (this fixture's dependency) is closed, or the connection outlives its pool.

@@ -33,7 +33,6 @@ from members.identity import (
     mask_phone,
     normalize_phone,
     phone_vault,
-    points_history,
     points_summary,
     tenant_of_brand,
     update_profile,
@@ -314,8 +313,10 @@ def test_points_expiring_soonest_first_and_history_newest_first(
         )
         summary = points_summary(session, member_id=member_id, now=t0)
         later = points_summary(session, member_id=member_id, now=t0 + dt.timedelta(days=40))
-        newest = list(points_history(session, member_id=member_id, limit=2))
-        older = list(points_history(session, member_id=member_id, after=newest[-1].id, limit=10))
+        newest = list(members.entries_of(session, member_id=member_id, limit=2))
+        older = list(
+            members.entries_of(session, member_id=member_id, after=newest[-1].id, limit=10)
+        )
     # The spend took the 10-day lot; what is left expires in 30 days (100 active + 40 pending).
     assert (summary["active"], summary["pending"]) == (105, 40)
     assert summary["expiring"] == [{"at": t0 + dt.timedelta(days=30), "points": 140}]

@@ -288,7 +288,7 @@ def test_forged_scans_still_spooled_are_written_when_the_process_stops(
     database_url: str, tmp_path: Any, runtime: Runtime
 ) -> None:
     """A server shutting down (its runtime closing) writes the evidence it still holds."""
-    from anti_fraud.invalid import invalid_scan_row
+    from anti_fraud.invalid import invalid_scan_row, token_hash
     from core.runtime import Runtime as ProcessRuntime
     from tests.conftest import make_settings
 
@@ -312,4 +312,4 @@ def test_forged_scans_still_spooled_are_written_when_the_process_stops(
         other.close()
     with runtime.db.read_only() as session:
         found = session.scalars(select(Scan.token_hash).where(Scan.verdict == "counterfeit")).all()
-    assert sorted(found) == sorted(spool_for(other).token_hash(f"FORGED{n}") for n in range(3))
+    assert sorted(found) == sorted(token_hash(other, f"FORGED{n}") for n in range(3))
