@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -127,6 +127,7 @@ class ScanOutcome:
     device_count: int
     place: dict[str, Any] = field(default_factory=dict)
     diverted: bool | None = None
+    device: str | None = None  # the device's keyed id (device_key)
 
 
 def device_key(runtime: Runtime, device: str | None, ip: str | None, user_agent: str | None) -> str:
@@ -231,6 +232,7 @@ def record_valid_scan(
         device_count=counted.facts.device_count,
         place=place_dict,
         diverted=diverted,
+        device=device,
     )
 
 
@@ -242,6 +244,11 @@ def located(place: geo.Place) -> traceability.Located:
         city=place.city,
         precision=place.precision,
     )
+
+
+def located_of(place: Mapping[str, Any] | None) -> traceability.Located | None:
+    """:func:`located` of a scan's place as recorded (``ScanOutcome.place``); None without one."""
+    return located(geo.Place.from_dict(place)) if place else None
 
 
 def diversion_of(trail: traceability.CodeTrail | None, place: geo.Place) -> bool | None:

@@ -1,6 +1,8 @@
-"""Campaigns: earn rules, draws and prize pools (issue 6, begun: the provably fair draw).
+"""Campaigns: campaigns and their targeting, earn rules, provably fair draws with prize pools that
+never over-issue, reward-fraud rules with a review queue, and prize fulfilment through an outbox.
 
-Other packages use these names only.
+The scan reaches this package through :func:`reward_scan` (step 5 of the orchestrator), with the
+verdict and the place passed as values. Other packages use these names only.
 """
 
 from campaigns.fairness import (
@@ -13,14 +15,66 @@ from campaigns.fairness import (
     seed_commitment,
     verify_commitments,
 )
+from campaigns.fulfilment import payout_provider, use_payout_provider
+from campaigns.lifecycle import (
+    advance_campaigns,
+    create_campaign,
+    end_campaign,
+    pause_campaign,
+    resume_campaign,
+    schedule_campaign,
+    update_campaign,
+)
+from campaigns.payouts import (
+    PayoutProvider,
+    PayoutRequest,
+    PayoutResult,
+    PayoutState,
+    RecordingPayoutProvider,
+)
+from campaigns.services import REWARDED_VERDICTS, DrawView, ScanFacts, ScanReward, reward_scan
+from campaigns.verify import export_draws, verify_campaign
+from campaigns.views import (
+    VERIFY_COMMAND,
+    consumer_blueprint,
+    draws_url,
+    manage_blueprint,
+    public_campaign,
+)
 
 __all__ = [
+    "REWARDED_VERDICTS",
+    "VERIFY_COMMAND",
+    "DrawView",
     "Odds",
+    "PayoutProvider",
+    "PayoutRequest",
+    "PayoutResult",
+    "PayoutState",
+    "RecordingPayoutProvider",
+    "ScanFacts",
+    "ScanReward",
+    "advance_campaigns",
+    "consumer_blueprint",
+    "create_campaign",
     "draw",
     "drawn_slot",
+    "draws_url",
+    "end_campaign",
     "exact_odds",
+    "export_draws",
+    "manage_blueprint",
     "new_seed",
     "parse_probability",
+    "pause_campaign",
+    "payout_provider",
+    "public_campaign",
+    "resume_campaign",
+    "reward_scan",
+    "schedule_campaign",
     "seed_commitment",
+    "update_campaign",
+    "use_payout_provider",
+    "verify_campaign",
     "verify_commitments",
 ]

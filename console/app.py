@@ -7,6 +7,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 
 import anti_fraud
+import campaigns
 import codegen
 import members
 import traceability
@@ -23,6 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(anti_fraud.api_blueprint(), url_prefix=API_PREFIX)
     app.register_blueprint(traceability.api_blueprint(), url_prefix=API_PREFIX)
     app.register_blueprint(members.api_blueprint(), url_prefix=API_PREFIX)
+    app.register_blueprint(campaigns.manage_blueprint(), url_prefix=API_PREFIX)
     # Receipts carry the handheld's GPS: placed by the geolocation that scans use.
     app.extensions["yima.locate_gps"] = anti_fraud.locate_point
 

@@ -21,12 +21,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # What each role may do; admin may do everything. ``members`` reads members (phones masked),
 # ``members_write`` changes them (adjustments, orders, tags), ``pii`` sees phones unmasked
-# (every such view or export is audited). A factory operator sees no members.
+# (every such view or export is audited). A factory operator sees no members. ``campaigns``
+# reads campaigns, draws, budget burn and liability; ``campaigns_write`` configures and runs them
+# and decides the review queue.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "admin": frozenset({"read", "write", "export", "keys", "members", "members_write", "pii"}),
+    "admin": frozenset(
+        {
+            "read",
+            "write",
+            "export",
+            "keys",
+            "members",
+            "members_write",
+            "pii",
+            "campaigns",
+            "campaigns_write",
+        }
+    ),
     "factory_operator": frozenset({"read", "write", "export"}),
-    "analyst": frozenset({"read", "members"}),
-    "customer_service": frozenset({"members", "members_write"}),
+    "analyst": frozenset({"read", "members", "campaigns"}),
+    "customer_service": frozenset({"members", "members_write", "campaigns"}),
     "distributor": frozenset(),
 }
 

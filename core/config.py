@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     invalid_scans_per_ip_per_minute: int = Field(default=30, ge=1, le=1_000_000)
     invalid_scans_per_device_per_minute: int = Field(default=20, ge=1, le=1_000_000)
     # Member sign-in by phone: who sends the one-time codes, how long they live, how often.
+    # Cash prizes (red envelopes): who pays them, as which merchant.
+    payout_provider: Literal["recording"] = Field(
+        default="recording",
+        description="'recording': envelopes are recorded in <data_dir>/payouts.sqlite, not paid",
+    )
+    payout_merchant_id: str = Field(default="1900000109", pattern=r"^[0-9]{10}$")
     sms_sender: Literal["log"] = Field(
         default="log", description="'log': codes go to the 'yima.sms' log (development)"
     )

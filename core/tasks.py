@@ -31,7 +31,7 @@ celery_app.conf.update(
     result_backend=None,
     task_ignore_result=True,
     broker_connection_retry_on_startup=True,
-    imports=["codegen.tasks", "anti_fraud.tasks", "members.tasks"],
+    imports=["codegen.tasks", "anti_fraud.tasks", "members.tasks", "campaigns.tasks"],
     beat_schedule={
         "resume-stalled-exports": {"task": "codegen.resume_exports", "schedule": 60.0},
         "evaluate-alerts": {"task": "anti_fraud.evaluate_alerts", "schedule": 60.0},
@@ -43,6 +43,8 @@ celery_app.conf.update(
         "purge-sign-in-codes": {"task": "members.purge_codes", "schedule": 3600.0},
         "compute-rfm": {"task": "members.compute_rfm", "schedule": 86400.0},
         "evaluate-tags": {"task": "members.evaluate_tags", "schedule": 3600.0},
+        "advance-campaigns": {"task": "campaigns.advance", "schedule": 60.0},
+        "deliver-due-prizes": {"task": "campaigns.deliver_due", "schedule": 60.0},
         "ensure-scan-partitions": {
             "task": "anti_fraud.ensure_scan_partitions",
             "schedule": 6 * 3600.0,

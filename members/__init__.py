@@ -5,10 +5,10 @@ redemption, engagement (check-in, birthday, referral), tags and RFM segments.
 Other packages use these names only.
 """
 
-from members.catalogue import redeem, use_coupon
+from members.catalogue import check_shipping, grant_coupon, redeem, use_coupon
 from members.directory import member_profile
 from members.engagement import check_in, grant_all_birthday_points, reward_referral
-from members.erasure import erase_member
+from members.erasure import erase_member, on_erasure
 from members.errors import InsufficientPointsError, LedgerKeyConflictError, MemberNotFoundError
 from members.identity import enrol_member, get_member_by_phone
 from members.ledger import (
@@ -23,6 +23,7 @@ from members.ledger import (
     entries_of,
     expire_all,
     expire_due,
+    open_points,
     reverse,
     spend,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "balance_of",
     "check_balances",
     "check_in",
+    "check_shipping",
     "check_upgrade",
     "compute_rfm",
     "consumer_blueprint",
@@ -88,10 +90,13 @@ __all__ = [
     "get_member_or_raise",
     "get_programme",
     "grant_all_birthday_points",
+    "grant_coupon",
     "member_360",
     "member_of_token",
     "member_profile",
     "members_in",
+    "on_erasure",
+    "open_points",
     "redeem",
     "reverse",
     "review_all",

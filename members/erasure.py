@@ -15,6 +15,7 @@ recorded without its IP.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, null, update
@@ -35,6 +36,17 @@ class Erasure:
     sessions_revoked: int = 0
     codes_deleted: int = 0
     addresses_removed: int = 0
+
+
+ErasureHook = Callable[[Session, int, int], int]
+_erasure_hooks: list[ErasureHook] = []
+
+
+def on_erasure(hook: ErasureHook) -> None:
+    """Run ``hook(session, tenant_id, member_id)`` inside every erasure; it removes the member's
+    personal data that another domain keeps and answers how many addresses it removed."""
+    if hook not in _erasure_hooks:
+        _erasure_hooks.append(hook)
 
 
 def erase_member(
@@ -72,6 +84,7 @@ def erase_member(
             phone_hash=None,
             phone_sealed=None,
             phone_masked=None,
+            phone_block=None,
             nickname=None,
             birthday=None,
             gender=None,
@@ -94,6 +107,10 @@ def erase_member(
     )
     # Labels staff put on the person go too (automatic tags never match an erased member).
     session.execute(delete(MemberTag).where(MemberTag.member_id == member_id))
+    # Domains above members keep personal data of their own (a prize claim's address): they
+    # registered to erase it in this same transaction.
+    for hook in _erasure_hooks:
+        addresses += hook(session, tenant_id, member_id)
     done = Erasure(
         member_id,
         now,

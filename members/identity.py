@@ -98,6 +98,11 @@ class PhoneVault:
         """The keyed hash sign-in finds a member by (64 hex characters)."""
         return hmac.new(self.hash_key, phone.encode(), hashlib.sha256).hexdigest()
 
+    def block_hash(self, phone: str) -> str:
+        """A keyed hash of the number's block (its first seven digits), 16 hex characters."""
+        key = _derive(self.hash_key, b"yima/phone/block")
+        return hmac.new(key, phone[:7].encode(), hashlib.sha256).hexdigest()[:16]
+
     def seal(self, phone: str) -> bytes:
         nonce = secrets.token_bytes(12)
         return CIPHER_VERSION + nonce + AESGCM(self.seal_key).encrypt(nonce, phone.encode(), None)
@@ -241,6 +246,7 @@ def enrol_member(
             phone_hash=phone_hash,
             phone_sealed=vault.seal(phone),
             phone_masked=mask_phone(phone),
+            phone_block=vault.block_hash(phone),
             source=source,
             channel=channel.strip() if channel else None,
             referrer_id=referrer_id,

@@ -793,6 +793,16 @@ def balance_of(session: Session, member_id: int) -> Points:
     return Points(row.active, row.pending) if row is not None else Points(0, 0)
 
 
+def open_points(session: Session, *, tenant_id: int) -> Points:
+    """The points a brand's members hold: active (net of deficits) and pending (liability)."""
+    active, pending = session.execute(
+        select(
+            func.coalesce(func.sum(Balance.active), 0), func.coalesce(func.sum(Balance.pending), 0)
+        ).where(Balance.tenant_id == tenant_id)
+    ).one()
+    return Points(int(active), int(pending))
+
+
 @dataclass(frozen=True)
 class Mismatch:
     member_id: int

@@ -69,6 +69,9 @@ class Member(Base):
     phone_hash: Mapped[str | None] = mapped_column(String(64))
     phone_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     phone_masked: Mapped[str | None] = mapped_column(String(16))
+    # A keyed hash of the number's first seven digits (its 号段 block): reward-fraud rules count
+    # members per block, since farms buy consecutive numbers. Not the number; erased with it.
+    phone_block: Mapped[str | None] = mapped_column(String(16))
     nickname: Mapped[str | None] = mapped_column(String(64))
     birthday: Mapped[dt.date | None] = mapped_column(Date)
     gender: Mapped[str | None] = mapped_column(String(8))

@@ -95,13 +95,14 @@ def reward_scan(
     serial: int,
     verdict: str,
     timezone: str,
+    points: int | None = None,
     now: dt.datetime | None = None,
 ) -> ScanReward:
-    """The scan's step 5 for a signed-in member: the brand's points per rewarded scan (times the
-    member's tier multiplier), pending for the programme's window, once per code ever; growth
-    value (成长值) with it, once per code; a tier upgrade check after commit.
+    """Credit a rewarded scan to a signed-in member: ``points`` (default: the brand's points per
+    scan times the member's tier multiplier), pending for the programme's window, once per code
+    ever; growth value (成长值) with it, once per code; a tier upgrade check after commit.
 
-    Campaign earn rules (issue 6) take over the amount; the once-per-code key stays.
+    The scan reaches this through ``campaigns.reward_scan``, whose earn rules set ``points``.
     """
     from members.tiers import add_growth, ladder_of
 
@@ -112,7 +113,8 @@ def reward_scan(
     programme = get_programme(runtime, session, tenant_id)
     ladder = ladder_of(runtime, session, tenant_id)  # cached: no query when warm
     tier = ladder.by_id.get(member.tier_id) if member.tier_id is not None else None
-    points = round(programme.scan_points * (tier.benefits.points_multiplier if tier else 1.0))
+    if points is None:
+        points = round(programme.scan_points * (tier.benefits.points_multiplier if tier else 1.0))
     if points <= 0:
         return ScanReward(0, 0, False, "no_points")
     now = now or utcnow()

@@ -30,6 +30,9 @@ class SignedIn:
     member_id: int
     session_id: int
     tier_id: int | None
+    # For the reward-fraud rules: when the member joined, and its phone's block (keyed hash).
+    created_at: dt.datetime | None = None
+    phone_block: str | None = None
 
 
 def _hash(token: str) -> str:
@@ -70,6 +73,8 @@ def member_of_token(
             MemberSession.revoked_at,
             Member.tier_id,
             Member.status,
+            Member.created_at,
+            Member.phone_block,
         )
         .join(Member, Member.id == MemberSession.member_id)
         .where(MemberSession.token_hash == _hash(token))
@@ -78,7 +83,9 @@ def member_of_token(
         return None
     if row.expires_at <= (now or utcnow()):
         return None
-    return SignedIn(row.tenant_id, row.member_id, row.id, row.tier_id)
+    return SignedIn(
+        row.tenant_id, row.member_id, row.id, row.tier_id, row.created_at, row.phone_block
+    )
 
 
 def close_session(session: Session, *, session_id: int) -> None:

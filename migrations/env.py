@@ -7,6 +7,7 @@ from sqlalchemy import engine_from_config, pool
 from sqlalchemy.engine import Connection
 
 import anti_fraud.models  # noqa: F401  (registers the tables)
+import campaigns.models  # noqa: F401
 import codegen.models  # noqa: F401
 import core.models  # noqa: F401
 import members.models  # noqa: F401

@@ -15,6 +15,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, make_response, render_template, request
 
 import anti_fraud
+import campaigns
 import codegen
 import members
 import traceability
@@ -23,6 +24,7 @@ from core.models import Tenant
 from core.openapi import build_spec, operation, parse_body
 from core.web import app_runtime, build_app, db_session
 from scan_service import schemas
+from scan_service.draw_pages import draw_of, draw_texts, register_draw_pages, script_url
 from scan_service.fastpath import ForgedCodeFastPath
 from scan_service.member_pages import register_member_pages
 from scan_service.orchestrator import ScanAnswer, scan
@@ -96,7 +98,9 @@ def _journey(answer: ScanAnswer, lang: str) -> list[dict[str, str]]:
 def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
     app.register_blueprint(members.consumer_blueprint(), url_prefix=API_PREFIX)
+    app.register_blueprint(campaigns.consumer_blueprint(), url_prefix=API_PREFIX)
     register_member_pages(app)
+    register_draw_pages(app)
 
     def page(code: str) -> Response:
         lang = page_lang()
@@ -146,6 +150,9 @@ def create_app(settings: Settings | None = None) -> Flask:
                 journey=_journey(answer, lang),
                 journey_title=JOURNEY_TITLE[lang],
                 points=_points(answer, lang),
+                draw=draw_of(answer, lang),
+                draw_words=draw_texts(lang),
+                draw_script=script_url(),
                 brand=answer.brand,
                 sign_in_text=POINTS["sign_in"][lang],
                 account_text=POINTS["account"][lang],
@@ -244,6 +251,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 for step in answer.journey
             ],
             "points": _points(answer, lang),
+            "draw": draw_of(answer, lang),
             "brand": answer.brand,
         }
 

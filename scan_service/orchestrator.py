@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 import anti_fraud
+import campaigns
 import codegen
 import members
 import traceability
@@ -46,7 +47,7 @@ class ScanAnswer:
     journey: tuple[traceability.JourneyStep, ...] = ()
     tenant_id: int | None = None
     brand: str | None = None  # the tenant's slug
-    reward: members.ScanReward | None = None  # None: nobody signed in
+    reward: campaigns.ScanReward | None = None  # None: nobody signed in
     # For the brand and the logs only, never rendered to a consumer:
     reason: str | None = None
     signals: tuple[str, ...] = ()
@@ -103,20 +104,28 @@ def scan(
         trail=trail,
     )
 
-    # 5. The signed-in member's points: once per code ever (the ledger's business key), pending
-    #    while fraud checks run. The draw plugs in here too.
+    # 5. The signed-in member's reward: points by the campaigns' earn rules and a draw, once per
+    #    code ever, after the reward-fraud rules (the verdict and the place go as values).
     reward = None
     signed_in = member() if member is not None else None
     if signed_in is not None:
-        reward = members.reward_scan(
+        reward = campaigns.reward_scan(
             session,
             runtime,
             member=signed_in,
-            tenant_id=context.tenant_id,
-            batch_id=context.batch_id,
-            serial=verification.serial,
-            verdict=outcome.verdict,
-            timezone=context.timezone,
+            facts=campaigns.ScanFacts(
+                tenant_id=context.tenant_id,
+                batch_id=context.batch_id,
+                serial=verification.serial,
+                sku=context.sku,
+                verdict=outcome.verdict,
+                timezone=context.timezone,
+                located=anti_fraud.located_of(outcome.place),
+                case=_case_of(trail),
+                device=outcome.device,
+                ip=request.ip,
+                region=anti_fraud.place_label(outcome.place, "zh") if outcome.place else None,
+            ),
         )
 
     return ScanAnswer(
@@ -142,6 +151,15 @@ def scan(
         signals=outcome.signals,
         diverted=outcome.diverted,
     )
+
+
+def _case_of(trail: traceability.CodeTrail) -> str | None:
+    """The case the item is packed in now ("batch:serial"), for the case-harvesting rule."""
+    case = None
+    for step in trail.steps:
+        if step.level == 1 and step.parent is not None:
+            case = f"{step.parent.batch_id}:{step.parent.serial}" if step.kind == "packed" else None
+    return case
 
 
 def answer_invalid(runtime: Runtime, request: anti_fraud.ScanRequest, reason: str) -> ScanAnswer:

@@ -57,10 +57,42 @@ class PointsOut(BaseModel):
     earned: int = Field(description="points this scan earned the signed-in member (0: none)")
     pending: bool = Field(description="the points become spendable after the pending window")
     status: str = Field(
-        description="earned | already_claimed (the code's points went to a member before) | "
+        description="earned | held (being reviewed) | denied (the scan breaks the campaign's "
+        "rules) | already_yours (this member earned the code's points before: the same draw "
+        "comes back) | already_claimed (the code's points went to another member) | "
         "not_rewarded (a suspicious code) | other_brand | no_points"
     )
     text: str
+
+
+class DrawPrizeOut(BaseModel):
+    key: str
+    name: str
+    kind: str = Field(description="points | coupon | cash | goods | thanks")
+    amount_fen: int | None = Field(default=None, description="a cash prize's amount")
+    points: int | None = Field(default=None, description="a points prize's points")
+
+
+class DrawOut(BaseModel):
+    """The draw the server made for this scan (the page only animates it)."""
+
+    outcome: str = Field(
+        description="won | fallback (given instead of a prize out of stock or over a limit) | "
+        "nothing"
+    )
+    won: bool = Field(description="a prize other than 'thanks for taking part'")
+    prize: DrawPrizeOut | None = Field(default=None, description="null: no prize")
+    status: str | None = Field(
+        default=None,
+        description="the prize's delivery: held | pending | retry | done | failed | "
+        "claim_wanted (goods: give the shipping details at claim_url) | claimed | shipped | "
+        "cancelled; null without a prize",
+    )
+    text: str = Field(description="the result in words: 恭喜获得 现金红包 ¥5.00 / 谢谢参与")
+    status_text: str | None = Field(default=None, description="where the prize stands, in words")
+    claim_url: str | None = Field(default=None, description="the claim form of a goods prize")
+    reward_id: int = Field(description="GET /me/prizes/{reward_id}")
+    campaign_id: int = Field(description="the rules page: /campaigns/{brand}/{campaign_id}")
 
 
 class ScanOut(BaseModel):
@@ -77,6 +109,9 @@ class ScanOut(BaseModel):
     )
     points: PointsOut | None = Field(
         default=None, description="for a signed-in member (Bearer ms_... or the yima_m cookie)"
+    )
+    draw: DrawOut | None = Field(
+        default=None, description="the signed-in member's draw for this code (null: none)"
     )
     brand: str | None = Field(default=None, description="the brand's slug (for member sign-in)")
 

@@ -24,6 +24,7 @@ from core import services as core_services
 from core.errors import ValidationFailedError, YimaError
 from core.models import Tenant
 from core.runtime import Runtime, get_runtime
+from yima.campaigns_cli import register as register_campaign_commands
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLI_ACTOR = "cli"
@@ -817,6 +818,9 @@ def demo() -> None:
     runtime = _runtime()
     for line in build_demo(runtime):
         click.echo(line)
+
+
+register_campaign_commands(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

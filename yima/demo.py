@@ -94,6 +94,7 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
         ids = [e.id for e in exports]
         _trace_demo(session, runtime, tenant_id=tenant.id, batch_id=short.id)
         _members_demo(session, runtime, tenant_id=tenant.id)
+        _campaign_demo(session, runtime, tenant_id=tenant.id)
         host = runtime.settings.scan_host
         first_url = codegen.code_for_serial(
             runtime, batch=short, gtin=product.gtin, serial=1, host=host, session=session
@@ -273,6 +274,62 @@ def _members_demo(session: Session, runtime: Runtime, *, tenant_id: int) -> None
         stock=50,
         per_member_limit=1,
     )
+
+
+def _campaign_demo(session: Session, runtime: Runtime, *, tenant_id: int) -> None:
+    """A running campaign for 30 days: weekend double points and a draw with every prize kind."""
+    import campaigns
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    made = campaigns.create_campaign(
+        session,
+        tenant_id=tenant_id,
+        actor="demo",
+        raw={
+            "name": "扫码赢红包",
+            "description": "每次扫码得积分，还有机会赢现金红包和好礼",
+            "starts_at": (now - dt.timedelta(minutes=1)).isoformat(),
+            "ends_at": (now + dt.timedelta(days=30)).isoformat(),
+            "earn": {
+                "points_per_scan": 10,
+                "boosts": [{"name": "周末双倍", "multiplier": "2", "weekdays": [6, 7]}],
+                "first_scan_bonus": 50,
+                "cap_per_day": 200,
+            },
+            "draw": {
+                "prizes": [
+                    {
+                        "key": "cash-88",
+                        "name": "现金红包 ¥8.88",
+                        "kind": "cash",
+                        "probability": "1/20",
+                        "stock": 100,
+                        "amount_fen": 888,
+                    },
+                    {
+                        "key": "points-50",
+                        "name": "50 积分",
+                        "kind": "points",
+                        "probability": "1/4",
+                        "points": 50,
+                    },
+                    {
+                        "key": "tote",
+                        "name": "品牌帆布袋",
+                        "kind": "goods",
+                        "probability": "1/50",
+                        "stock": 20,
+                        "value_fen": 3900,
+                    },
+                    {"key": "thanks", "name": "谢谢参与", "kind": "thanks", "probability": "0"},
+                ],
+                "budget_fen": 200_000,
+                "draws_per_member_per_day": 5,
+                "fallback": "thanks",
+            },
+        },
+    )
+    campaigns.schedule_campaign(session, runtime, tenant_id=tenant_id, campaign_id=made.id)
 
 
 def local_url(url: str, host: str, local: str = "http://127.0.0.1:8000") -> str:

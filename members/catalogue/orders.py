@@ -518,3 +518,51 @@ def coupons_of_orders(session: Session, order_ids: Sequence[int]) -> dict[int, l
             if coupon.order_id is not None:
                 found[coupon.order_id].append(coupon)
     return found
+
+
+def grant_coupon(
+    session: Session,
+    *,
+    tenant_id: int,
+    member_id: int,
+    item_id: int,
+    business_key: str,
+    now: dt.datetime | None = None,
+) -> str:
+    """Give the member one coupon of a coupon (or cash-deduction) item for free — a prize —
+    once per ``business_key``: a retry returns the coupon already given. Its code."""
+    now = now or utcnow()
+    item = get_item_or_raise(session, tenant_id=tenant_id, item_id=item_id)
+    if item.kind == "goods":
+        raise ValidationFailedError.field("item_id", "a coupon or cash-deduction item")
+    key = f"grant:{business_key}"[:200]
+    new_id = session.execute(
+        dialect_insert(session)(Order)
+        .values(
+            tenant_id=tenant_id,
+            member_id=member_id,
+            item_id=item.id,
+            quantity=1,
+            points=0,
+            status="completed",
+            business_key=key,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "business_key"])
+        .returning(Order.id)
+    ).scalar()
+    if new_id is None:
+        order_id = session.scalar(
+            select(Order.id).where(Order.tenant_id == tenant_id, Order.business_key == key)
+        )
+        assert order_id is not None
+    else:
+        order = session.get(Order, new_id)
+        assert order is not None
+        _issue_coupons(session, item=item, order=order, count=1, now=now)
+        session.flush()
+        order_id = new_id
+    code = session.scalar(select(Coupon.code).where(Coupon.order_id == order_id).limit(1))
+    assert code is not None
+    return code

@@ -77,10 +77,12 @@ def test_a_signed_in_scan_earns_pending_points_once_per_code(
         "text": "本次扫码获得 10 积分（待生效，24 小时内到账）",
     }
     again = scan(client, url, alice_token, "device-alice")
-    assert again["points"]["status"] == "already_claimed"  # type: ignore[index]
+    # Alice's own re-scan shows the points are hers; Bob's finds them taken.
+    assert again["points"]["status"] == "already_yours"  # type: ignore[index]
     other = scan(client, url, bob_token, "device-bob")
     assert other["verdict"] == "already_verified"
     assert other["points"]["earned"] == 0  # type: ignore[index]
+    assert other["points"]["status"] == "already_claimed"  # type: ignore[index]
 
     with runtime.db.read_only() as session:
         assert members.balance_of(session, alice).pending == 10
@@ -148,7 +150,7 @@ def test_the_page_offers_sign_in_and_shows_what_the_member_earned(
     page = client.get(path).get_data(as_text=True)
     assert 'data-status="earned"' in page and "本次扫码获得 10 积分" in page
     english = client.get(path + "?lang=en").get_data(as_text=True)
-    assert "This code&#39;s points have already been claimed" in english
+    assert "This code&#39;s points are already yours" in english
     with runtime.db.read_only() as session:
         assert members.balance_of(session, alice).pending == 10
 

@@ -1,0 +1,436 @@
+"""The scan's step 5: what a rewarded scan earns — points by the campaigns' earn rules and a draw —
+once per code, after the reward-fraud rules.
+
+:func:`reward_scan` is called by the scan orchestrator with values only (the verdict is a string
+from anti_fraud; campaigns never imports it). In order:
+
+1. the code's reward row is inserted (``campaigns_rewards``, unique per code): a second scan of
+   the code, by anyone, finds it there and gets nothing new — the signed-in member who already
+   holds it sees the same points and the same draw again;
+2. the reward-fraud rules count the scan and give allow / hold / deny / claw back
+   (campaigns/fraud.py), with reasons kept on the row for the review queue;
+3. the points: the live campaigns that target this code, member and place apply their earn rules
+   (the higher priority wins; stacking campaigns add up to a cap), within each campaign's per
+   member caps; with no campaign, the brand's programme points. Allowed points are credited to the
+   ledger (pending for the programme's window) under the ledger's own once-per-code key; held
+   points wait for a review;
+4. the draw of the highest-priority campaign with one (campaigns/draws.py), and its prize put in
+   the fulfilment outbox, delivered after commit (held prizes wait for the review).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+import members
+import traceability
+from campaigns import fraud, rules
+from campaigns.draws import Drawn, bump_counts, draw_prize, lock_counts
+from campaigns.live import LiveCampaign, live_campaigns
+from campaigns.models import Fulfilment, MemberFirst, Prize, Reward
+from core.db import dialect_insert, insert_ignore, utcnow
+from core.runtime import Runtime
+
+REWARDED_VERDICTS = frozenset({"genuine", "already_verified"})
+_DEFAULT_POLICY = fraud.FraudPolicy()  # for scans no campaign rewards: the programme's points
+
+
+@dataclass(frozen=True)
+class DrawView:
+    """A draw as its winner sees it."""
+
+    reward_id: int
+    campaign_id: int
+    outcome: str  # won | fallback | nothing
+    prize_key: str | None
+    prize_name: str | None
+    kind: str | None  # points | coupon | cash | goods | thanks
+    points: int | None
+    amount_fen: int | None
+    status: str | None  # the fulfilment's: pending | held | done | claim_wanted | ...
+
+
+@dataclass(frozen=True)
+class ScanReward:
+    """What a scan earned the signed-in member (``points`` 0: nothing, and ``why``)."""
+
+    points: int
+    pending_hours: int  # spendable after this many hours (0: at once)
+    applied: bool
+    # earned | held | denied | already_yours | already_claimed | not_rewarded | other_brand |
+    # no_points
+    why: str
+    draw: DrawView | None = None
+    lines: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ScanFacts:
+    """What the orchestrator knows of the scan, as values."""
+
+    tenant_id: int
+    batch_id: int
+    serial: int
+    sku: str
+    verdict: str
+    timezone: str
+    located: traceability.Located | None = None
+    case: str | None = None  # "batch:serial" of the case the item is packed in
+    device: str | None = None
+    ip: str | None = None
+    region: str | None = None  # a label for the review queue
+
+
+def _claim_code(session: Session, facts: ScanFacts, member_id: int, now: dt.datetime) -> int | None:
+    """Insert the code's reward row; its id, or None when the code was rewarded before."""
+    stmt = (
+        dialect_insert(session)(Reward)
+        .values(
+            tenant_id=facts.tenant_id,
+            batch_id=facts.batch_id,
+            serial=facts.serial,
+            member_id=member_id,
+            created_at=now,
+            points=0,
+            breakdown=[],
+            status="granted",
+            reasons=[],
+            device=facts.device,
+            ip=facts.ip,
+            region=facts.region,
+            value_fen=0,
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "batch_id", "serial"])
+        .returning(Reward.id)
+    )
+    return session.execute(stmt).scalar()
+
+
+def _previous(session: Session, runtime: Runtime, facts: ScanFacts, member_id: int) -> ScanReward:
+    """A code already rewarded: the same result again for its holder, nothing for anyone else."""
+    row = session.scalars(
+        select(Reward).where(
+            Reward.tenant_id == facts.tenant_id,
+            Reward.batch_id == facts.batch_id,
+            Reward.serial == facts.serial,
+        )
+    ).first()
+    if row is None or row.member_id != member_id:
+        return ScanReward(0, 0, False, "already_claimed")
+    programme = members.get_programme(runtime, session, facts.tenant_id)
+    return ScanReward(
+        row.points,
+        programme.pending_hours,
+        False,
+        "already_yours",
+        draw_view(session, row),
+        tuple((str(label), int(p)) for _c, label, p in row.breakdown),
+    )
+
+
+def draw_view(session: Session, reward: Reward) -> DrawView | None:
+    if reward.draw_campaign_id is None or reward.outcome is None:
+        return None
+    prize = session.get(Prize, reward.prize_id) if reward.prize_id is not None else None
+    status = session.scalar(select(Fulfilment.status).where(Fulfilment.reward_id == reward.id))
+    return DrawView(
+        reward.id,
+        reward.draw_campaign_id,
+        reward.outcome,
+        prize.key if prize else None,
+        prize.name if prize else None,
+        prize.kind if prize else None,
+        prize.points if prize else None,
+        prize.amount_fen if prize else None,
+        status,
+    )
+
+
+def _region_check(top: LiveCampaign | None, located: traceability.Located | None) -> Any:
+    if top is None or not top.spec.targeting.regions:
+        return "untargeted"
+    if located is None:
+        return "unknown"
+    regions = [traceability.region_of_code(code) for code in top.spec.targeting.regions]
+    return traceability.region_check(regions, located)
+
+
+def _matching(
+    campaigns: tuple[LiveCampaign, ...],
+    *,
+    facts: ScanFacts,
+    tier_id: int | None,
+    segment: str | None,
+) -> list[LiveCampaign]:
+    return [
+        c
+        for c in campaigns
+        if rules.matches(
+            c.spec.targeting,
+            sku=facts.sku,
+            batch_id=facts.batch_id,
+            located=facts.located,
+            tier_id=tier_id,
+            segment=segment,
+        )
+    ]
+
+
+def _fenced(
+    campaigns: tuple[LiveCampaign, ...],
+    *,
+    facts: ScanFacts,
+    tier_id: int | None,
+    segment: str | None,
+) -> LiveCampaign | None:
+    """The highest campaign this scan would get but for its regions (the out-of-region rule's
+    evidence: codes carried to another region to farm its campaign)."""
+    for c in campaigns:
+        if not c.spec.targeting.regions:
+            continue
+        unfenced = c.spec.targeting.model_copy(update={"regions": []})
+        if rules.matches(
+            unfenced,
+            sku=facts.sku,
+            batch_id=facts.batch_id,
+            located=facts.located,
+            tier_id=tier_id,
+            segment=segment,
+        ):
+            return c
+    return None
+
+
+def reward_scan(
+    session: Session,
+    runtime: Runtime,
+    *,
+    member: members.SignedIn,
+    facts: ScanFacts,
+    now: dt.datetime | None = None,
+) -> ScanReward:
+    """Step 5 of a scan for a signed-in member (module docstring). Once per code, ever."""
+    if member.tenant_id != facts.tenant_id:
+        return ScanReward(0, 0, False, "other_brand")
+    if facts.verdict not in REWARDED_VERDICTS:
+        return ScanReward(0, 0, False, "not_rewarded")
+    now = now or utcnow()
+    reward_id = _claim_code(session, facts, member.member_id, now)
+    if reward_id is None:
+        return _previous(session, runtime, facts, member.member_id)
+
+    tenant_id = facts.tenant_id
+    programme = members.get_programme(runtime, session, tenant_id)
+    everything = tuple(c for c in live_campaigns(session, runtime, tenant_id) if c.live_at(now))
+    segment = None
+    if any(c.segments for c in everything):
+        score = members.rfm_of(session, member.member_id)
+        segment = score.segment if score is not None else None
+    matching = _matching(everything, facts=facts, tier_id=member.tier_id, segment=segment)
+    top = matching[0] if matching else None
+
+    # Reward-fraud rules (the top campaign's policy, or the defaults).
+    fenced = (
+        None
+        if top is not None
+        else _fenced(everything, facts=facts, tier_id=member.tier_id, segment=segment)
+    )
+    judged_by = top or fenced
+    policy = judged_by.policy if judged_by is not None else _DEFAULT_POLICY
+    judged = fraud.reward_counters(runtime).record_and_check(
+        fraud.RewardFacts(
+            tenant_id=tenant_id,
+            campaign_id=top.id if top else None,
+            member_id=member.member_id,
+            member_created_at=member.created_at or now,
+            phone_block=member.phone_block,
+            device=facts.device,
+            ip=facts.ip,
+            case=facts.case,
+            region_check=_region_check(judged_by, facts.located),
+            now=now,
+        ),
+        policy,
+    )
+    action = judged.action
+
+    # Points by the earn rules: each campaign's own, within its per-member caps (counted in the
+    # campaign's timezone), then combined by priority and stacking.
+    multiplier = Decimal(
+        str(members.scan_multiplier(runtime, session, tenant_id=tenant_id, tier_id=member.tier_id))
+    )
+    first_scan = False
+    if any(c.spec.earn.first_scan_bonus for c in matching):
+        first_scan = insert_ignore(
+            session,
+            MemberFirst.__table__,
+            {
+                "tenant_id": tenant_id,
+                "member_id": member.member_id,
+                "batch_id": facts.batch_id,
+                "serial": facts.serial,
+            },
+        )
+    breakdown: list[list[Any]] = []
+    if not matching:
+        points = round(programme.scan_points * multiplier)
+        if points:
+            breakdown.append([None, "base", points])
+    else:
+        earned = []
+        capped_days: dict[int, str] = {}
+        for c in matching:
+            local = c.spec.local_time(now)
+            one = rules.earn_points(
+                c.spec.earn,
+                base_points=programme.scan_points,
+                tier_id=member.tier_id,
+                tier_multiplier=multiplier,
+                sku=facts.sku,
+                local_now=local,
+                first_scan=first_scan,
+            )
+            earn = c.spec.earn
+            if earn.cap_per_day is not None or earn.cap_per_campaign is not None:
+                day = capped_days[c.id] = local.date().isoformat()
+                counts = lock_counts(session, campaign_id=c.id, member_id=member.member_id, day=day)
+                allowed = rules.cap_points(
+                    one.points,
+                    day_so_far=counts.day_points,
+                    campaign_so_far=counts.points,
+                    earn=earn,
+                )
+                if allowed < one.points:
+                    one = rules.Earned(allowed, (*one.lines, ("cap", allowed - one.points)))
+            earned.append((c.spec, one))
+        points, contributions = rules.combine(earned)
+        by_spec = {id(c.spec): c for c in matching}
+        for spec, given, lines in contributions:
+            campaign = by_spec[id(spec)]
+            if campaign.id in capped_days and given and action in ("allow", "hold"):
+                bump_counts(
+                    session,
+                    campaign_id=campaign.id,
+                    member_id=member.member_id,
+                    day=capped_days[campaign.id],
+                    points=given,
+                )
+            breakdown.extend([campaign.id, label, p] for label, p in lines)
+
+    status = {"allow": "granted", "hold": "held"}.get(action, "denied")
+    credited = 0
+    if action == "allow" and points > 0:
+        result = members.reward_scan(
+            session,
+            runtime,
+            member=member,
+            tenant_id=tenant_id,
+            batch_id=facts.batch_id,
+            serial=facts.serial,
+            verdict=facts.verdict,
+            timezone=facts.timezone,
+            points=points,
+            now=now,
+        )
+        credited = result.points
+    if action == "claw_back":
+        from campaigns.review import claw_back_recent
+
+        claw_back_recent(
+            session,
+            tenant_id=tenant_id,
+            member_id=member.member_id,
+            since=now - programme.pending_for,
+            actor="fraud-rules",
+            reason=",".join(judged.reasons),
+            now=now,
+        )
+
+    # The draw.
+    drawn: Drawn | None = None
+    draw_campaign = next((c for c in matching if c.spec.draw is not None), None)
+    if draw_campaign is not None and status != "denied":
+        day = draw_campaign.spec.local_time(now).date().isoformat()
+        counts = lock_counts(
+            session, campaign_id=draw_campaign.id, member_id=member.member_id, day=day
+        )
+        drawn = draw_prize(
+            session,
+            draw_campaign,
+            member_id=member.member_id,
+            batch_id=facts.batch_id,
+            serial=facts.serial,
+            counts=counts,
+            day=day,
+            now=now,
+        )
+    values: dict[str, Any] = {
+        "points": points if status != "denied" else 0,
+        "breakdown": breakdown,
+        "status": status,
+        "reasons": list(judged.reasons),
+        "counts": judged.counts or None,
+    }
+    fulfilment_status = None
+    if drawn is not None:
+        assert draw_campaign is not None
+        values.update(
+            draw_campaign_id=draw_campaign.id,
+            draw_inputs=drawn.inputs,
+            slot=drawn.slot,
+            drawn_key=drawn.drawn_key,
+            outcome=drawn.outcome,
+            prize_id=drawn.prize.id if drawn.prize else None,
+            downgrade=drawn.downgrade,
+            shard=drawn.shard,
+            unit=drawn.unit,
+            value_fen=drawn.value_fen,
+        )
+        if drawn.prize is not None and drawn.prize.kind != "thanks":
+            from campaigns.fulfilment import enqueue
+
+            fulfilment_status = enqueue(
+                session,
+                reward_id=reward_id,
+                tenant_id=tenant_id,
+                campaign_id=draw_campaign.id,
+                member_id=member.member_id,
+                prize=drawn.prize,
+                held=status == "held",
+                merchant_id=runtime.settings.payout_merchant_id,
+                now=now,
+            )
+    session.execute(
+        update(Reward)
+        .where(Reward.id == reward_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    view = None
+    if drawn is not None and draw_campaign is not None:
+        prize = drawn.prize
+        view = DrawView(
+            reward_id,
+            draw_campaign.id,
+            drawn.outcome,
+            prize.key if prize else None,
+            prize.name if prize else None,
+            prize.kind if prize else None,
+            prize.points if prize else None,
+            prize.amount_fen if prize else None,
+            fulfilment_status,
+        )
+    lines = tuple((str(label), int(p)) for _c, label, p in breakdown)
+    if status == "denied":
+        return ScanReward(0, 0, False, "denied", view, ())
+    if status == "held":
+        return ScanReward(points, programme.pending_hours, True, "held", view, lines)
+    if credited <= 0:
+        return ScanReward(0, 0, False, "no_points", view, lines)
+    return ScanReward(credited, programme.pending_hours, True, "earned", view, lines)
