@@ -110,6 +110,7 @@ def _counterfeit_body(lang: str) -> bytes:
         "production_date": None,
         "journey": [],
         "points": None,
+        "draw": None,
         "brand": None,
     }
     return json.dumps(answer, ensure_ascii=False).encode()
