@@ -128,6 +128,7 @@ class ScanOutcome:
     place: dict[str, Any] = field(default_factory=dict)
     diverted: bool | None = None
     device: str | None = None  # the device's keyed id (device_key)
+    ip: str | None = None  # the IP as the brand stores it (truncated or keyed-hashed by policy)
 
 
 def device_key(runtime: Runtime, device: str | None, ip: str | None, user_agent: str | None) -> str:
@@ -233,6 +234,7 @@ def record_valid_scan(
         place=place_dict,
         diverted=diverted,
         device=device,
+        ip=kept_ip,
     )
 
 

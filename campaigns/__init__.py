@@ -19,10 +19,14 @@ from campaigns.fulfilment import payout_provider, use_payout_provider
 from campaigns.lifecycle import (
     advance_campaigns,
     create_campaign,
+    display_status,
     end_campaign,
+    get_campaign_or_raise,
+    list_campaigns,
     pause_campaign,
     resume_campaign,
     schedule_campaign,
+    spec_of,
     update_campaign,
 )
 from campaigns.payouts import (
@@ -32,8 +36,9 @@ from campaigns.payouts import (
     PayoutState,
     RecordingPayoutProvider,
 )
+from campaigns.rules import describe, yuan_text
 from campaigns.services import REWARDED_VERDICTS, DrawView, ScanFacts, ScanReward, reward_scan
-from campaigns.verify import export_draws, verify_campaign
+from campaigns.verify import export_draws, verify_campaign, verify_export
 from campaigns.views import (
     VERIFY_COMMAND,
     consumer_blueprint,
@@ -57,12 +62,16 @@ __all__ = [
     "advance_campaigns",
     "consumer_blueprint",
     "create_campaign",
+    "describe",
+    "display_status",
     "draw",
     "drawn_slot",
     "draws_url",
     "end_campaign",
     "exact_odds",
     "export_draws",
+    "get_campaign_or_raise",
+    "list_campaigns",
     "manage_blueprint",
     "new_seed",
     "parse_probability",
@@ -73,8 +82,11 @@ __all__ = [
     "reward_scan",
     "schedule_campaign",
     "seed_commitment",
+    "spec_of",
     "update_campaign",
     "use_payout_provider",
     "verify_campaign",
     "verify_commitments",
+    "verify_export",
+    "yuan_text",
 ]

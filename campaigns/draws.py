@@ -34,9 +34,11 @@ from sqlalchemy.orm import Session
 
 from campaigns.fairness import drawn_slot
 from campaigns.live import LiveCampaign, LivePrize
-from core.db import fetch_all
+from campaigns.models import MAX_SHARDS
+from core.db import execute, fetch_all
 
 _POSTGRES = "postgresql"
+DOWNGRADES = ("member_limit", "budget", "out_of_stock", "paced")  # why a drawn prize was not given
 
 
 @dataclass(frozen=True)
@@ -84,21 +86,11 @@ def bump_counts(
     points: int = 0,
 ) -> None:
     if draws or wins or points:
-        fetch_all_or_execute(
+        execute(
             session,
             _BUMP_COUNTS,
             {"c": campaign_id, "m": member_id, "day": day, "dd": draws, "dw": wins, "dp": points},
         )
-
-
-def fetch_all_or_execute(session: Session, clause: Any, params: dict[str, Any]) -> None:
-    """Run a statement with no result (prepared on PostgreSQL, like :func:`fetch_all`)."""
-    if session.get_bind().dialect.name == _POSTGRES:
-        from core.db import driver_cursor, pyformat
-
-        driver_cursor(session).execute(pyformat(clause), params, prepare=True)
-    else:
-        session.execute(clause, params)
 
 
 # --- stock and budget ---------------------------------------------------------------------------
@@ -191,7 +183,7 @@ def spend_budget(session: Session, *, campaign_id: int, value_fen: int, start: i
 
 
 def refund_budget(session: Session, *, campaign_id: int, value_fen: int, shard: int) -> None:
-    fetch_all_or_execute(session, _REFUND, {"c": campaign_id, "v": value_fen, "shard": shard})
+    execute(session, _REFUND, {"c": campaign_id, "v": value_fen, "shard": shard})
 
 
 # --- the draw -----------------------------------------------------------------------------------
@@ -225,29 +217,36 @@ def draw_prize(
     member_id: int,
     batch_id: int,
     serial: int,
-    counts: Counts,
+    counts: Counts | None,
     day: str,
     now: dt.datetime,
 ) -> Drawn | None:
-    """Draw for one code (None: the member has no chance left today or in the campaign)."""
+    """Draw for one code (None: the member has no chance left today or in the campaign).
+    ``counts`` are the member's counters, locked, when the draw limits members (else None: no
+    counter is kept, and the draw costs two statements less)."""
     draw = campaign.spec.draw
     assert draw is not None and campaign.odds is not None and campaign.seed is not None
-    if (
-        draw.draws_per_member_per_day is not None
-        and counts.day_draws >= draw.draws_per_member_per_day
+    if counts is not None and (
+        (
+            draw.draws_per_member_per_day is not None
+            and counts.day_draws >= draw.draws_per_member_per_day
+        )
+        or (draw.draws_per_member is not None and counts.draws >= draw.draws_per_member)
     ):
-        return None
-    if draw.draws_per_member is not None and counts.draws >= draw.draws_per_member:
         return None
     inputs = draw_inputs(campaign.id, batch_id, serial, member_id)
     slot = drawn_slot(campaign.seed, inputs, campaign.odds.slots)
     drawn_key = campaign.odds.prize_of(slot)
     drawn = campaign.prizes.get(drawn_key) if drawn_key is not None else None
-    start = slot % 16  # shards are at most 16 (campaigns/lifecycle.py)
+    start = slot % MAX_SHARDS  # concurrent draws start on different shards
 
     downgrade: str | None = None
     if drawn is not None and drawn.kind != "thanks":
-        if draw.wins_per_member is not None and counts.wins >= draw.wins_per_member:
+        if (
+            counts is not None
+            and draw.wins_per_member is not None
+            and counts.wins >= draw.wins_per_member
+        ):
             downgrade = "member_limit"
         else:
             granted = _grant(session, campaign, drawn, start=start, now=now)
@@ -255,15 +254,21 @@ def draw_prize(
                 downgrade = granted
             else:
                 shard, unit, value = granted
-                bump_counts(
-                    session, campaign_id=campaign.id, member_id=member_id, day=day, draws=1, wins=1
+                _count(
+                    session,
+                    counts,
+                    campaign_id=campaign.id,
+                    member_id=member_id,
+                    day=day,
+                    draws=1,
+                    wins=1,
                 )
                 return Drawn(inputs, slot, drawn_key, drawn, "won", None, shard, unit, value)
     elif drawn is not None:  # "thanks for taking part" drawn as such
-        bump_counts(session, campaign_id=campaign.id, member_id=member_id, day=day, draws=1)
+        _count(session, counts, campaign_id=campaign.id, member_id=member_id, day=day, draws=1)
         return Drawn(inputs, slot, drawn_key, drawn, "won", None, None, None, 0)
 
-    bump_counts(session, campaign_id=campaign.id, member_id=member_id, day=day, draws=1)
+    _count(session, counts, campaign_id=campaign.id, member_id=member_id, day=day, draws=1)
     fallback = campaign.prizes.get(draw.fallback) if draw.fallback else None
     if downgrade is not None and fallback is not None:
         granted = _grant(session, campaign, fallback, start=start, now=now)
@@ -273,6 +278,11 @@ def draw_prize(
                 inputs, slot, drawn_key, fallback, "fallback", downgrade, shard, unit, value
             )
     return Drawn(inputs, slot, drawn_key, None, "nothing", downgrade, None, None, 0)
+
+
+def _count(session: Session, counts: Counts | None, **bump: Any) -> None:
+    if counts is not None:
+        bump_counts(session, **bump)
 
 
 def _grant(

@@ -29,20 +29,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 import members
 from campaigns.errors import ClaimStateError, RewardNotFoundError
 from campaigns.live import LivePrize
-from campaigns.models import Campaign, Fulfilment, Prize
+from campaigns.models import Campaign, Fulfilment, Prize, Reward
 from campaigns.payouts import (
     PayoutProvider,
     PayoutRequest,
     RecordingPayoutProvider,
     merchant_order_no,
 )
-from core.db import utcnow
+from core.db import UTCDateTime, fetch_all, utcnow
+from core.errors import YimaError
 from core.runtime import Runtime
 from core.services import data_key, tenant_timezone
 
@@ -83,6 +84,13 @@ def use_payout_provider(runtime: Runtime, provider: PayoutProvider) -> None:
 # --- writing the outbox -------------------------------------------------------------------------
 
 
+_ENQUEUE = text(
+    "INSERT INTO campaigns_fulfilments (reward_id, tenant_id, campaign_id, member_id, prize_id,"
+    " kind, status, attempts, next_attempt_at, merchant_order_no, created_at, updated_at)"
+    " VALUES (:r, :t, :c, :m, :p, :k, :st, 0, :now, :o, :now, :now) RETURNING id"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
 def enqueue(
     session: Session,
     *,
@@ -108,24 +116,24 @@ def enqueue(
         order_no = merchant_order_no(
             merchant_id, now.astimezone(MERCHANT_TZ).date(), reward_id % 10**10
         )
-    row = Fulfilment(
-        reward_id=reward_id,
-        tenant_id=tenant_id,
-        campaign_id=campaign_id,
-        member_id=member_id,
-        prize_id=prize.id,
-        kind=prize.kind,
-        status=status,
-        attempts=0,
-        next_attempt_at=now,
-        merchant_order_no=order_no,
-        created_at=now,
-        updated_at=now,
+    # Plain SQL, prepared on PostgreSQL: this runs inside the scan for every prize won.
+    ((fulfilment_id,),) = fetch_all(
+        session,
+        _ENQUEUE,
+        {
+            "r": reward_id,
+            "t": tenant_id,
+            "c": campaign_id,
+            "m": member_id,
+            "p": prize.id,
+            "k": prize.kind,
+            "st": status,
+            "now": now,
+            "o": order_no,
+        },
     )
-    session.add(row)
-    session.flush()
     if status == "pending":
-        send_delivery(session, row.id)
+        send_delivery(session, int(fulfilment_id))
     return status
 
 
@@ -175,15 +183,23 @@ def deliver(
         _done(row, now)
     elif row.kind == "coupon":
         assert prize.coupon_item_id is not None
-        row.coupon_code = members.grant_coupon(
-            session,
-            tenant_id=row.tenant_id,
-            member_id=row.member_id,
-            item_id=prize.coupon_item_id,
-            business_key=key,
-            now=now,
-        )
-        _done(row, now)
+        try:
+            with session.begin_nested():
+                row.coupon_code = members.grant_coupon(
+                    session,
+                    tenant_id=row.tenant_id,
+                    member_id=row.member_id,
+                    item_id=prize.coupon_item_id,
+                    business_key=key,
+                    now=now,
+                )
+        except YimaError as refused:
+            # The prize's catalogue item is gone or is not a coupon: no retry can deliver it.
+            # Marked failed (for the brand to see), so it never blocks the outbox's queue.
+            row.status = "failed"
+            row.last_code = refused.code[:32]
+        else:
+            _done(row, now)
     elif row.kind == "cash":
         campaign = session.get(Campaign, row.campaign_id)
         result = payout_provider(runtime).send(
@@ -306,7 +322,14 @@ def shipping_of(session: Session, runtime: Runtime, row: Fulfilment) -> dict[str
 
 
 def _erase_claims(session: Session, tenant_id: int, member_id: int) -> int:
-    """Erasure of a member (members.erase_member) empties their prize claims' shipping details."""
+    """Erasure of a member (members.erase_member) empties their prize claims' shipping details
+    and where their rewarded scans came from (device, IP, place)."""
+    session.execute(
+        update(Reward)
+        .where(Reward.tenant_id == tenant_id, Reward.member_id == member_id)
+        .values(device=None, ip=None, region=None)
+        .execution_options(synchronize_session=False)
+    )
     done = session.execute(
         update(Fulfilment)
         .where(

@@ -35,13 +35,13 @@ from campaigns.errors import (
 )
 from campaigns.fairness import new_seed, seed_commitment
 from campaigns.live import forget_campaigns
-from campaigns.models import BudgetShard, Campaign, Prize, StockShard
+from campaigns.models import MAX_SHARDS, BudgetShard, Campaign, Prize, StockShard
 from core.db import utcnow
 from core.runtime import Runtime
 from core.services import data_key
 
-STOCK_SHARDS = 16  # a prize's stock is split in up to this many rows
-BUDGET_SHARDS = 16
+STOCK_SHARDS = MAX_SHARDS  # a prize's stock is split in up to this many rows
+BUDGET_SHARDS = MAX_SHARDS
 LIVE = ("scheduled", "running")
 _SEAL_VERSION = b"\x01"
 
@@ -84,15 +84,23 @@ def campaign_seed(session: Session, runtime: Runtime, campaign: Campaign) -> byt
 # --- reading ----------------------------------------------------------------------------------
 
 
-def get_campaign(session: Session, *, tenant_id: int, campaign_id: int) -> Campaign | None:
-    campaign = session.get(Campaign, campaign_id)
+def get_campaign(
+    session: Session, *, tenant_id: int, campaign_id: int, for_update: bool = False
+) -> Campaign | None:
+    """The brand's campaign; ``for_update`` locks its row (every change of state takes it, so
+    two changes of one campaign queue instead of both acting on what they read)."""
+    campaign = session.get(Campaign, campaign_id, with_for_update=for_update or None)
     if campaign is None or campaign.tenant_id != tenant_id:
         return None
     return campaign
 
 
-def get_campaign_or_raise(session: Session, *, tenant_id: int, campaign_id: int) -> Campaign:
-    campaign = get_campaign(session, tenant_id=tenant_id, campaign_id=campaign_id)
+def get_campaign_or_raise(
+    session: Session, *, tenant_id: int, campaign_id: int, for_update: bool = False
+) -> Campaign:
+    campaign = get_campaign(
+        session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=for_update
+    )
     if campaign is None:
         raise CampaignNotFoundError(f"no campaign {campaign_id}")
     return campaign
@@ -218,7 +226,9 @@ def update_campaign(
     """Replace the campaign's configuration. A draft changes freely; once scheduled only its
     name, description, earn rules, targeting and fraud policy may change (409
     ``campaign_locked`` for the rest: the published commitment binds the odds and prizes)."""
-    campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
+    campaign = get_campaign_or_raise(
+        session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
+    )
     spec = rules.check_campaign(raw)
     if campaign.status == "ended":
         raise CampaignStateError("an ended campaign cannot change")
@@ -287,7 +297,9 @@ def schedule_campaign(
     and budget into shards. Refused (409) unless the campaign is a draft whose window has not
     ended."""
     now = now or utcnow()
-    campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
+    campaign = get_campaign_or_raise(
+        session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
+    )
     if campaign.status != "draft":
         raise CampaignStateError(f"only a draft can be scheduled; this one is {campaign.status}")
     if campaign.ends_at <= now:
@@ -310,7 +322,9 @@ def schedule_campaign(
 def pause_campaign(
     session: Session, runtime: Runtime, *, tenant_id: int, campaign_id: int
 ) -> Campaign:
-    campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
+    campaign = get_campaign_or_raise(
+        session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
+    )
     if display_status(campaign) not in LIVE:
         raise CampaignStateError(
             f"only a scheduled or running campaign can be paused ({campaign.status})"
@@ -326,7 +340,9 @@ def resume_campaign(
     session: Session, runtime: Runtime, *, tenant_id: int, campaign_id: int
 ) -> Campaign:
     now = utcnow()
-    campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
+    campaign = get_campaign_or_raise(
+        session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
+    )
     if display_status(campaign, now) != "paused":
         raise CampaignStateError(f"only a paused campaign can be resumed ({campaign.status})")
     campaign.status = "running" if campaign.starts_at <= now else "scheduled"
@@ -346,7 +362,9 @@ def end_campaign(
 ) -> Campaign:
     """End the campaign now (or record that its window has ended) and reveal its seed."""
     now = now or utcnow()
-    campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
+    campaign = get_campaign_or_raise(
+        session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
+    )
     if campaign.status == "ended":
         return campaign
     _end(session, runtime, campaign, now)

@@ -60,6 +60,16 @@ class LiveCampaign:
     segments: bool  # targets RFM segments (the scan then reads the member's segment)
     policy: fraud.FraudPolicy  # the reward-fraud rules of scans this campaign rewards
 
+    @property
+    def member_limits(self) -> bool:
+        """The draw limits members (draws a day or in all, wins): their counters are kept."""
+        draw = self.spec.draw
+        return draw is not None and (
+            draw.draws_per_member_per_day is not None
+            or draw.draws_per_member is not None
+            or draw.wins_per_member is not None
+        )
+
     def live_at(self, now: dt.datetime) -> bool:
         return self.starts_at <= now < self.ends_at
 

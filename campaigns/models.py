@@ -43,6 +43,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.db import Base, UTCDateTime, utcnow
 from core.models import BigId
 
+MAX_SHARDS = 16  # rows a prize's stock or a campaign's budget is split into, at most
 CAMPAIGN_STATUSES = ("draft", "scheduled", "running", "paused", "ended")
 PRIZE_KINDS = ("points", "coupon", "cash", "goods", "thanks")
 REWARD_STATUSES = ("granted", "held", "denied", "clawed_back")

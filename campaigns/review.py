@@ -24,7 +24,7 @@ import members
 from campaigns.errors import ReviewStateError, RewardNotFoundError
 from campaigns.models import Fulfilment, Reward
 from core.db import utcnow
-from core.errors import ConflictError
+from core.errors import ConflictError, ValidationFailedError
 from core.runtime import Runtime
 from core.services import tenant_timezone
 
@@ -93,6 +93,8 @@ def decide(
     the decision needs (release and deny: held; claw back: granted or held)."""
     from campaigns.fulfilment import send_delivery
 
+    if decision not in DECISIONS:
+        raise ValidationFailedError.field("decision", "release, deny or claw_back")
     now = now or utcnow()
     reward = get_reward_or_raise(session, tenant_id=tenant_id, reward_id=reward_id)
     if decision == "release":
@@ -130,7 +132,7 @@ def decide(
             session, reward, from_status="held", to_status="denied", actor=actor, note=note, now=now
         )
         _cancel(session, reward.id, now)
-    elif decision == "claw_back":
+    else:  # claw_back
         status = reward.status
         if status not in ("granted", "held"):
             raise ReviewStateError(f"reward {reward.id} is {status}: nothing to claw back")
@@ -144,12 +146,16 @@ def decide(
             now=now,
         )
         if status == "granted":
-            _reverse_points(session, reward, reason=note or "clawed back", actor=actor, now=now)
+            _reverse_points(
+                session,
+                tenant_id=tenant_id,
+                batch_id=reward.batch_id,
+                serial=reward.serial,
+                reason=note or "clawed back",
+                actor=actor,
+                now=now,
+            )
         _cancel(session, reward.id, now)
-    else:
-        raise ReviewStateError(
-            f"unknown decision {decision!r}", errors={"decision": "release, deny or claw_back"}
-        )
     session.flush()
     return reward
 
@@ -176,15 +182,22 @@ def _cancel(session: Session, reward_id: int, now: dt.datetime) -> None:
 
 
 def _reverse_points(
-    session: Session, reward: Reward, *, reason: str, actor: str, now: dt.datetime
+    session: Session,
+    *,
+    tenant_id: int,
+    batch_id: int,
+    serial: int,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
 ) -> None:
-    key = members.scan_key(reward.batch_id, reward.serial)
+    """Reverse the points a code's scan credited (nothing when it credited none)."""
     # A ConflictError: nothing was credited under the key (the code earned no points).
     with contextlib.suppress(ConflictError):
         members.reverse(
             session,
-            tenant_id=reward.tenant_id,
-            original_key=key,
+            tenant_id=tenant_id,
+            original_key=members.scan_key(batch_id, serial),
             reason=f"clawed back: {reason}"[:500],
             actor=actor,
             now=now,
@@ -199,30 +212,39 @@ def claw_back_recent(
     since: dt.datetime,
     actor: str,
     reason: str,
+    keep: int | None = None,
     now: dt.datetime | None = None,
 ) -> int:
     """Claw back the member's rewards granted since ``since`` (the fraud rules' ``claw_back``:
-    points still pending, prizes not yet delivered). How many."""
+    points still pending, prizes not yet delivered), except reward ``keep`` (the scan being
+    judged). One guarded ``UPDATE``: rows another scan or a reviewer moves meanwhile are left to
+    them, never an error. How many."""
     now = now or utcnow()
-    granted = session.scalars(
-        select(Reward).where(
+    taken = session.execute(
+        update(Reward)
+        .where(
             Reward.tenant_id == tenant_id,
             Reward.member_id == member_id,
             Reward.status == "granted",
             Reward.created_at >= since,
+            Reward.id != (keep or 0),
         )
+        .values(
+            status="clawed_back", reviewed_by=actor[:64], reviewed_at=now, review_note=reason[:500]
+        )
+        .returning(Reward.id, Reward.batch_id, Reward.serial, Reward.points)
+        .execution_options(synchronize_session=False)
     ).all()
-    for reward in granted:
-        _move(
-            session,
-            reward,
-            from_status="granted",
-            to_status="clawed_back",
-            actor=actor,
-            note=reason,
-            now=now,
-        )
-        if reward.points > 0:
-            _reverse_points(session, reward, reason=reason, actor=actor, now=now)
-        _cancel(session, reward.id, now)
-    return len(granted)
+    for reward_id, batch_id, serial, points in taken:
+        if points > 0:
+            _reverse_points(
+                session,
+                tenant_id=tenant_id,
+                batch_id=batch_id,
+                serial=serial,
+                reason=reason,
+                actor=actor,
+                now=now,
+            )
+        _cancel(session, reward_id, now)
+    return len(taken)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
-from typing import Annotated, Any, Literal, Protocol, Self, TypeVar, get_args
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -99,12 +99,6 @@ TierMultiplier = Annotated[Decimal, Field(ge=0, le=10, decimal_places=4)]
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """A copy whose derived lookups follow ``update`` (pydantic would copy the old ones)."""
-        copied = super().model_copy(update=update, deep=deep)
-        copied.model_post_init(None)
-        return copied
-
 
 # --- the spec ------------------------------------------------------------------------------------
 
@@ -138,6 +132,12 @@ class Targeting(_Spec):
         self._tiers = frozenset(self.tiers)
         self._segments = frozenset(self.segments)
         self._regions = tuple(traceability.region_of_code(code) for code in self.regions)
+
+    def region_check(self, located: traceability.Located | None) -> traceability.RegionCheck:
+        """Where ``located`` stands against the targeted regions (``unknown`` without a place)."""
+        if located is None:
+            return "unknown"
+        return traceability.region_check(self._regions, located)
 
     @property
     def targets_anything(self) -> bool:
@@ -502,9 +502,13 @@ def check_campaign(raw: object) -> CampaignSpec:
     if not isinstance(raw, Mapping):
         raise ValidationFailedError.field("body", "a campaign is a JSON object")
     try:
-        return CampaignSpec.model_validate(raw)
+        spec = CampaignSpec.model_validate(raw)
     except ValidationError as exc:
         raise _invalid(exc) from None
+    from campaigns.fraud import check_policy
+
+    check_policy(spec.fraud)  # a policy that would fail every scan is refused on save
+    return spec
 
 
 def to_json(spec: CampaignSpec) -> dict[str, Any]:
@@ -549,9 +553,11 @@ def matches(
     located: traceability.Located | None,
     tier_id: int | None,
     segment: str | None,
+    ignore_regions: bool = False,
 ) -> bool:
     """True when a scan of ``sku`` from ``batch_id``, made at ``located`` by a member of
-    ``tier_id`` / ``segment``, is one the campaign targets (every targeted dimension holds)."""
+    ``tier_id`` / ``segment``, is one the campaign targets (every targeted dimension holds;
+    ``ignore_regions``: every one but the place)."""
     t = targeting
     if t._skus and sku not in t._skus:
         return False
@@ -564,9 +570,7 @@ def matches(
     # Only a place known to be inside pays: a campaign paying for one city must not pay everyone
     # whose place is unknown or known only to the province (no location, a VPN, a coarse IP
     # lookup), or the brand funds scans from everywhere.
-    return not t._regions or (
-        located is not None and traceability.region_check(t._regions, located) == "inside"
-    )
+    return ignore_regions or not t._regions or t.region_check(located) == "inside"
 
 
 @dataclass(frozen=True)
@@ -577,7 +581,7 @@ class Earned:
     lines: tuple[tuple[str, int], ...]
 
 
-def _round_half_up(value: Decimal) -> int:
+def round_half_up(value: Decimal) -> int:
     return int(value.quantize(_ONE, rounding=ROUND_HALF_UP))
 
 
@@ -619,13 +623,13 @@ def earn_points(
     # Each line is the change in the rounded running total, so the lines always add up.
     if multiplier != 1:
         scaled *= multiplier
-        now = _round_half_up(scaled)
+        now = round_half_up(scaled)
         lines.append((f"tier x{_number(multiplier)}", now - points))
         points = now
     for boost in earn.boosts:
         if boost.active(local_now):
             scaled *= boost.multiplier
-            now = _round_half_up(scaled)
+            now = round_half_up(scaled)
             lines.append((f"boost {boost.name}", now - points))
             points = now
     bonus = earn._bonus.get(sku)

@@ -3,8 +3,12 @@ delivery repeats harmlessly: the ledger key and the merchant order number see to
 
 from __future__ import annotations
 
+import logging
+
 from core.runtime import get_runtime
 from core.tasks import celery_app
+
+logger = logging.getLogger(__name__)
 
 
 @celery_app.task(name="campaigns.deliver", acks_late=True)
@@ -27,8 +31,14 @@ def deliver_due() -> int:
     with runtime.db.unit_of_work() as session:
         due = due_deliveries(session)
     for fulfilment_id in due:
-        with runtime.db.unit_of_work() as session:
-            deliver_one(session, runtime, fulfilment_id=fulfilment_id)
+        try:
+            with runtime.db.unit_of_work() as session:
+                deliver_one(session, runtime, fulfilment_id=fulfilment_id)
+        except Exception:
+            # One prize that cannot be delivered now must not hold back the ones after it.
+            logger.exception(
+                "delivering prize %s failed; it is retried on the next sweep", fulfilment_id
+            )
     return len(due)
 
 

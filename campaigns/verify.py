@@ -23,7 +23,6 @@ verification that finds something wrong is an answer, not an error.
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns import rules
-from campaigns.draws import draw_inputs
+from campaigns.draws import DOWNGRADES, draw_inputs
 from campaigns.errors import SeedNotRevealedError
 from campaigns.fairness import (
     SEED_BYTES,
@@ -50,8 +49,6 @@ from core.errors import ValidationFailedError
 
 FORMAT = "yima-draws-v1"
 MAX_PROBLEMS = 100
-DOWNGRADES = ("member_limit", "budget", "out_of_stock", "paced")
-OUTCOMES = ("won", "fallback", "nothing")
 _BATCH = 5000  # draws read per query
 
 
@@ -143,7 +140,7 @@ def _seed_bytes(seed_hex: object) -> bytes:
         if not isinstance(seed_hex, str):
             raise ValueError
         seed = bytes.fromhex(seed_hex)
-    except (ValueError, binascii.Error):
+    except ValueError:
         seed = b""
     if len(seed) != SEED_BYTES:
         raise ValidationFailedError.field("seed", f"{SEED_BYTES} bytes as hex")

@@ -255,3 +255,12 @@ def fetch_all(session: Session, clause: Any, params: dict[str, Any]) -> list[tup
         tuple(v.astimezone(dt.UTC) if isinstance(v, dt.datetime) else v for v in row)
         for row in cursor.fetchall()
     ]
+
+
+def execute(session: Session, clause: Any, params: dict[str, Any]) -> None:
+    """Run a text statement with no result: on PostgreSQL prepared through psycopg, elsewhere
+    through the session (:func:`fetch_all` for statements that return rows)."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(clause, params)
+        return
+    driver_cursor(session).execute(pyformat(clause), params, prepare=True)

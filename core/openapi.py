@@ -74,6 +74,12 @@ PAGINATION = {
 }
 
 
+def secured(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view as needing credentials in the OpenAPI spec (:func:`build_spec` reads it)."""
+    view.__dict__["_yima_security"] = True
+    return view
+
+
 def next_after(items: list[Any], limit: int) -> int | None:
     """The cursor of a keyset page: the last id when the page is full, else None (the end)."""
     return int(items[-1].id) if len(items) == limit else None

@@ -50,7 +50,7 @@ from members.settings import Programme, get_programme, update_programme
 from members.tags import evaluate_tags, tags_of
 from members.tiers import add_growth, check_upgrade, review_all, scan_multiplier, tier_benefits
 from members.views import api_blueprint, consumer_blueprint
-from members.views._common import MEMBER_COOKIE, signed_in_member
+from members.views._common import MEMBER_COOKIE, current_member, signed_in_member
 
 __all__ = [
     "MEMBER_COOKIE",
@@ -79,6 +79,7 @@ __all__ = [
     "consumer_blueprint",
     "create_member",
     "credit_scan_points",
+    "current_member",
     "earn",
     "enrol_member",
     "entries_of",

@@ -99,9 +99,11 @@ class PhoneVault:
         return hmac.new(self.hash_key, phone.encode(), hashlib.sha256).hexdigest()
 
     def block_hash(self, phone: str) -> str:
-        """A keyed hash of the number's block (its first seven digits), 16 hex characters."""
+        """A keyed hash of the number's block (the first seven digits of the national number,
+        号段 + HLR: ``+86 138 1234``), 16 hex characters."""
         key = _derive(self.hash_key, b"yima/phone/block")
-        return hmac.new(key, phone[:7].encode(), hashlib.sha256).hexdigest()[:16]
+        national = phone.removeprefix("+86")
+        return hmac.new(key, national[:7].encode(), hashlib.sha256).hexdigest()[:16]
 
     def seal(self, phone: str) -> bytes:
         nonce = secrets.token_bytes(12)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from core.db import dialect_insert, driver_cursor, utcnow
@@ -794,10 +794,12 @@ def balance_of(session: Session, member_id: int) -> Points:
 
 
 def open_points(session: Session, *, tenant_id: int) -> Points:
-    """The points a brand's members hold: active (net of deficits) and pending (liability)."""
+    """The points a brand's members hold, active and pending (the brand's liability). A member's
+    deficit (a clawback of spent points) is not netted against other members' points."""
     active, pending = session.execute(
         select(
-            func.coalesce(func.sum(Balance.active), 0), func.coalesce(func.sum(Balance.pending), 0)
+            func.coalesce(func.sum(case((Balance.active > 0, Balance.active), else_=0)), 0),
+            func.coalesce(func.sum(Balance.pending), 0),
         ).where(Balance.tenant_id == tenant_id)
     ).one()
     return Points(int(active), int(pending))

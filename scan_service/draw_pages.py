@@ -26,6 +26,7 @@ import campaigns
 from campaigns import VERIFY_COMMAND, draws_url, public_campaign
 from core.errors import NotFoundError
 from core.models import Tenant
+from core.services import DEFAULT_TIMEZONE
 from core.web import db_session
 from scan_service.member_pages import BRAND_COOKIE, _here, _lang_switch, _redirect, _sign_in_url
 from scan_service.member_texts import TEXTS
@@ -113,7 +114,7 @@ def _member_shell(template: str, page: str, **ctx: Any) -> Response:
             page=page,
             brand=tenant.slug,
             brand_name=tenant.name,
-            tz=tenant.timezone or "Asia/Shanghai",
+            tz=tenant.timezone or DEFAULT_TIMEZONE,
             api=request.script_root + API_PREFIX,
             root=request.script_root,
             script=script_url(),

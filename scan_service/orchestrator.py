@@ -123,7 +123,7 @@ def scan(
                 located=anti_fraud.located_of(outcome.place),
                 case=_case_of(trail),
                 device=outcome.device,
-                ip=request.ip,
+                ip=outcome.ip,  # in the form the brand's IP policy stores
                 region=anti_fraud.place_label(outcome.place, "zh") if outcome.place else None,
             ),
         )

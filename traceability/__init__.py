@@ -31,6 +31,7 @@ from traceability.packing import PackResult, contents_of, pack, unpack
 from traceability.regions import (
     Located,
     Region,
+    RegionCheck,
     parse_region,
     province_iso,
     region_check,
@@ -63,6 +64,7 @@ __all__ = [
     "Movement",
     "PackResult",
     "Region",
+    "RegionCheck",
     "SerialRange",
     "TraceConfig",
     "activate_case",

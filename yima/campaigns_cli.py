@@ -11,7 +11,6 @@ module can be imported first or second without a circular import.
 
 from __future__ import annotations
 
-import getpass
 import json
 from collections.abc import Callable
 from functools import wraps
@@ -21,6 +20,7 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 ROW_ID = click.IntRange(1, 2**31 - 1)
+PAGE = 50
 tenant_option = click.option("--tenant", "tenant_slug", help="tenant slug (default: the only one)")
 
 
@@ -60,7 +60,7 @@ def campaigns_group() -> None:
 @handle_errors
 def campaigns_list(tenant_slug: str | None, status: str | None) -> None:
     """The brand's campaigns, newest first."""
-    from campaigns.lifecycle import display_status, list_campaigns
+    from campaigns import display_status, list_campaigns
 
     cli = _cli()
     runtime = cli._runtime()
@@ -68,13 +68,15 @@ def campaigns_list(tenant_slug: str | None, status: str | None) -> None:
         tenant = cli.resolve_tenant(session, tenant_slug)
         after = None
         while True:
-            page = list_campaigns(session, tenant_id=tenant.id, status=status, after=after)
+            page = list_campaigns(
+                session, tenant_id=tenant.id, status=status, after=after, limit=PAGE
+            )
             for c in page:
                 click.echo(
                     f"{c.id}\t{display_status(c)}\t{c.priority}\t{c.starts_at:%Y-%m-%d %H:%M}Z"
                     f"\t{c.ends_at:%Y-%m-%d %H:%M}Z\t{c.name}"
                 )
-            if len(page) < 50:
+            if len(page) < PAGE:
                 break
             after = page[-1].id
 
@@ -86,8 +88,7 @@ def campaigns_list(tenant_slug: str | None, status: str | None) -> None:
 @handle_errors
 def campaigns_show(tenant_slug: str | None, campaign_id: int, lang: str) -> None:
     """A campaign: its state, commitments and rules in plain words."""
-    from campaigns import rules
-    from campaigns.lifecycle import display_status, get_campaign_or_raise, spec_of
+    from campaigns import describe, display_status, get_campaign_or_raise, spec_of
 
     cli = _cli()
     runtime = cli._runtime()
@@ -101,7 +102,7 @@ def campaigns_show(tenant_slug: str | None, campaign_id: int, lang: str) -> None
             click.echo(f"table hash: {c.table_hash}")
         if c.seed_revealed:
             click.echo(f"seed:       {c.seed_revealed}")
-        for line in rules.describe(spec, "en" if lang == "en" else "zh"):
+        for line in describe(spec, "en" if lang == "en" else "zh"):
             click.echo(f"  {line}")
 
 
@@ -111,15 +112,28 @@ def campaigns_show(tenant_slug: str | None, campaign_id: int, lang: str) -> None
 @handle_errors
 def campaigns_create(tenant_slug: str | None, source: IO[bytes]) -> None:
     """Create a draft campaign from a JSON file (422 names each wrong field)."""
-    from campaigns.lifecycle import create_campaign
+    from campaigns import create_campaign
 
     raw = _read_json(source, "file")
     with _cli().unit_of_work() as (_runtime, session):
         tenant = _cli().resolve_tenant(session, tenant_slug)
-        campaign = create_campaign(
-            session, tenant_id=tenant.id, raw=raw, actor=f"cli:{getpass.getuser()}"
-        )
+        campaign = create_campaign(session, tenant_id=tenant.id, raw=raw, actor=_cli().CLI_ACTOR)
+        _audit(session, tenant.id, "create", campaign.id)
         click.echo(f"campaign {campaign.id} created (draft): {campaign.name}")
+
+
+def _audit(session: Any, tenant_id: int, action: str, campaign_id: int) -> None:
+    """Record a CLI change of a campaign in the audit log, as the console's changes are."""
+    from core.services import record_audit
+
+    record_audit(
+        session,
+        tenant_id=tenant_id,
+        actor=_cli().CLI_ACTOR,
+        action=f"campaigns.{action}",
+        target_type="campaign",
+        target_id=campaign_id,
+    )
 
 
 def _life_command(action: str, done: str, summary: str) -> None:
@@ -128,12 +142,13 @@ def _life_command(action: str, done: str, summary: str) -> None:
     @click.argument("campaign_id", type=ROW_ID)
     @handle_errors
     def command(tenant_slug: str | None, campaign_id: int) -> None:
-        from campaigns import lifecycle
+        import campaigns
 
-        act = getattr(lifecycle, f"{action}_campaign")
+        act = getattr(campaigns, f"{action}_campaign")
         with _cli().unit_of_work() as (runtime, session):
             tenant = _cli().resolve_tenant(session, tenant_slug)
             campaign = act(session, runtime, tenant_id=tenant.id, campaign_id=campaign_id)
+            _audit(session, tenant.id, action, campaign.id)
             click.echo(f"campaign {campaign.id} {done} (now {campaign.status})")
 
 
@@ -167,7 +182,7 @@ def draws_verify(
 ) -> None:
     """Recompute every draw of an ended campaign from its revealed seed. Exit 0: all fair;
     1: problems found; 2: the seed is not revealed yet."""
-    from campaigns.verify import verify_campaign, verify_export
+    from campaigns import verify_campaign, verify_export
 
     if (campaign_id is None) == (source is None):
         raise click.UsageError("name a CAMPAIGN_ID or give --file, one of the two")
@@ -188,7 +203,7 @@ def draws_verify(
 
 
 def _print_verification(found: Any) -> None:
-    from campaigns.rules import yuan_text
+    from campaigns import yuan_text
 
     verdict = "OK" if found.ok else f"{found.problem_count} PROBLEM(S)"
     click.echo(f"campaign {found.campaign_id}: {found.draws:,} draw(s) replayed: {verdict}")
@@ -217,7 +232,7 @@ def _print_verification(found: Any) -> None:
 def draws_export(campaign_id: int, tenant_slug: str | None) -> None:
     """Print an ended campaign's draws, seed, table and commitments as JSON (for an auditor:
     ``yima draws verify --file`` checks it with no database)."""
-    from campaigns.verify import export_draws
+    from campaigns import export_draws
 
     cli = _cli()
     runtime = cli._runtime()

@@ -13,8 +13,7 @@ Thin: parse, authorise, call a service, serialise. A campaign still in draft is 
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -31,36 +30,21 @@ from campaigns.fulfilment import claim_goods
 from campaigns.lifecycle import display_status, spec_of
 from campaigns.models import Campaign, Fulfilment, Prize, Reward
 from core.db import utcnow
-from core.errors import AuthenticationRequiredError, ValidationFailedError
+from core.errors import ValidationFailedError
 from core.models import Tenant
-from core.openapi import PAGINATION, next_after, operation, page_args, parse_body
+from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, secured
+from core.services import SLUG_RE, get_tenant_by_slug
 from core.web import app_runtime, db_session
 
 consumer = Blueprint("campaigns_consumer", __name__)
 
 VERIFY_COMMAND = "yima draws verify {id}"
 _SHIPPING_PREFIX = "shipping."
-_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
 def consumer_blueprint() -> Blueprint:
     """The blueprint the scan app registers under ``/api/v1``."""
     return consumer
-
-
-def _secured(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a view as needing the member's token in the OpenAPI spec."""
-    view.__dict__["_yima_security"] = True
-    return view
-
-
-def _current_member() -> members.SignedIn:
-    who = members.signed_in_member()
-    if who is None:
-        raise AuthenticationRequiredError(
-            "sign in with your phone: send 'Authorization: Bearer ms_...'"
-        )
-    return who
 
 
 def _lang() -> rules.Lang:
@@ -268,9 +252,9 @@ def _one_prize(session: Session, who: members.SignedIn, reward_id: int) -> MyPri
     response=MyPrizesOut,
     query=PAGINATION,
 )
-@_secured
+@secured
 def my_prizes() -> Any:
-    who = _current_member()
+    who = members.current_member()
     limit, after = page_args()
     session = db_session()
     rows = _my_prize_rows(
@@ -278,15 +262,16 @@ def my_prizes() -> Any:
     )
     brand = _brand_slug(session, who.tenant_id)
     items = [_my_prize(row, brand) for row in rows]
-    cursor = items[-1].reward_id if len(items) == limit else None
-    return MyPrizesOut(items=items, next_after=cursor).model_dump(mode="json")
+    return MyPrizesOut(
+        items=items, next_after=next_after([reward for reward, *_rest in rows], limit)
+    ).model_dump(mode="json")
 
 
 @consumer.get("/me/prizes/<id:reward_id>")
 @operation("One of my prizes", tag="campaigns", response=MyPrizeOut, errors=(404,))
-@_secured
+@secured
 def my_prize(reward_id: int) -> Any:
-    who = _current_member()
+    who = members.current_member()
     return _one_prize(db_session(), who, reward_id).model_dump(mode="json")
 
 
@@ -298,9 +283,9 @@ def my_prize(reward_id: int) -> Any:
     response=MyPrizeOut,
     errors=(404, 409, 415),
 )
-@_secured
+@secured
 def claim_prize(reward_id: int) -> Any:
-    who = _current_member()
+    who = members.current_member()
     body = parse_body(ClaimIn)
     session = db_session()
     try:
@@ -325,12 +310,8 @@ def claim_prize(reward_id: int) -> Any:
 
 
 def _public_campaign_row(session: Session, brand: str, campaign_id: int) -> tuple[Tenant, Campaign]:
-    # A slug is short and plain: anything else names no brand, and is never sent to the database.
-    tenant = (
-        session.scalar(select(Tenant).where(Tenant.slug == brand))
-        if _SLUG.fullmatch(brand)
-        else None
-    )
+    # Only a well-formed slug is looked up (a NUL byte or a long string never reaches SQL).
+    tenant = get_tenant_by_slug(session, brand) if SLUG_RE.fullmatch(brand) else None
     campaign = session.get(Campaign, campaign_id) if tenant is not None else None
     # A draft is not published: nothing to show the public.
     if (
@@ -357,7 +338,7 @@ def public_campaign(
     of draws (``revealed.draws_url`` is left for the caller, who knows the URL)."""
     tenant, campaign = _public_campaign_row(session, brand, campaign_id)
     spec = spec_of(campaign)
-    zone_name = tenant.timezone or rules.DEFAULT_TIMEZONE
+    zone_name = spec.timezone  # the campaign's window and rules are in its own timezone
     zone = ZoneInfo(zone_name)
     draw = spec.draw
     prizes = [PrizeLineOut(**line) for line in rules.describe_prizes(draw, lang)] if draw else []

@@ -35,7 +35,16 @@ from campaigns.review import decide, held_rewards
 from campaigns.verify import canonical_table, export_draws, verify_campaign
 from core.auth import Principal, audit, caller_with
 from core.errors import ValidationFailedError
-from core.openapi import MAX_ID, PAGINATION, next_after, operation, page_args, parse_body, query_int
+from core.openapi import (
+    MAX_ID,
+    PAGINATION,
+    next_after,
+    operation,
+    page_args,
+    parse_body,
+    query_int,
+    secured,
+)
 from core.web import app_runtime, db_session
 
 manage = Blueprint("campaigns_api", __name__)
@@ -46,17 +55,6 @@ NEWEST_FIRST = {
     **PAGINATION,
     "after": {**PAGINATION["after"], "description": "id of the last item seen (newest first)"},
 }
-
-
-def manager(need: str) -> Principal:
-    """The console caller, who must hold ``need`` (``campaigns``, ``campaigns_write``, ``pii``)."""
-    return caller_with(need)
-
-
-def secured(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a view as needing credentials in the OpenAPI spec."""
-    view.__dict__["_yima_security"] = True
-    return view
 
 
 def _choice(name: str, allowed: tuple[str, ...]) -> str | None:
@@ -88,7 +86,7 @@ def _out(campaign: Campaign) -> dict[str, Any]:
 )
 @secured
 def get_campaigns() -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     status = _choice("status", CAMPAIGN_STATUSES)
     limit, after = page_args()
     found = list(
@@ -117,7 +115,7 @@ def get_campaigns() -> Any:
 )
 @secured
 def post_campaign() -> Any:
-    principal = manager("campaigns_write")
+    principal = caller_with("campaigns_write")
     raw = parse_body(schemas.CampaignBody).root
     campaign = create_campaign(
         db_session(), tenant_id=principal.tenant_id, raw=raw, actor=principal.actor
@@ -137,7 +135,7 @@ def post_campaign() -> Any:
 )
 @secured
 def get_campaign(campaign_id: int) -> Any:
-    return _out(_campaign(manager("campaigns"), campaign_id))
+    return _out(_campaign(caller_with("campaigns"), campaign_id))
 
 
 @manage.put("/campaigns/<id:campaign_id>")
@@ -151,7 +149,7 @@ def get_campaign(campaign_id: int) -> Any:
 )
 @secured
 def put_campaign(campaign_id: int) -> Any:
-    principal = manager("campaigns_write")
+    principal = caller_with("campaigns_write")
     raw = parse_body(schemas.CampaignBody).root
     campaign = update_campaign(
         db_session(),
@@ -178,7 +176,7 @@ _ACTIONS: dict[str, Callable[..., Campaign]] = {
 
 
 def _act(action: str, campaign_id: int) -> Any:
-    principal = manager("campaigns_write")
+    principal = caller_with("campaigns_write")
     campaign = _ACTIONS[action](
         db_session(), app_runtime(), tenant_id=principal.tenant_id, campaign_id=campaign_id
     )
@@ -242,7 +240,7 @@ def post_end(campaign_id: int) -> Any:
 )
 @secured
 def get_rules(campaign_id: int) -> Any:
-    campaign = _campaign(manager("campaigns"), campaign_id)
+    campaign = _campaign(caller_with("campaigns"), campaign_id)
     lang: rules.Lang = "en" if _choice("lang", ("zh", "en")) == "en" else "zh"
     spec = spec_of(campaign)
     draw = spec.draw
@@ -274,7 +272,7 @@ def get_rules(campaign_id: int) -> Any:
 )
 @secured
 def get_prize_pools(campaign_id: int) -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     pools = reports.prize_pools(
         db_session(), tenant_id=principal.tenant_id, campaign_id=campaign_id
     )
@@ -291,7 +289,7 @@ def get_prize_pools(campaign_id: int) -> Any:
 )
 @secured
 def get_budget(campaign_id: int) -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     burn = reports.budget_burn(db_session(), tenant_id=principal.tenant_id, campaign_id=campaign_id)
     return schemas.BudgetOut.model_validate(burn, from_attributes=True).model_dump(mode="json")
 
@@ -304,7 +302,7 @@ def get_budget(campaign_id: int) -> Any:
 )
 @secured
 def get_stats(campaign_id: int) -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     stats = reports.campaign_stats(
         db_session(), tenant_id=principal.tenant_id, campaign_id=campaign_id
     )
@@ -321,7 +319,7 @@ def get_stats(campaign_id: int) -> Any:
 )
 @secured
 def get_liability() -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     per_yuan = query_int("points_per_yuan", default=100, low=1, high=10_000)
     owed = reports.liability(db_session(), tenant_id=principal.tenant_id, points_per_yuan=per_yuan)
     return schemas.LiabilityOut.model_validate(owed, from_attributes=True).model_dump(mode="json")
@@ -339,7 +337,7 @@ def get_liability() -> Any:
 )
 @secured
 def get_draws(campaign_id: int) -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     limit, after = page_args()
     found = reports.draws_of(
         db_session(),
@@ -351,7 +349,7 @@ def get_draws(campaign_id: int) -> Any:
     )
     return schemas.DrawPage(
         items=[schemas.DrawOut.of(r, p) for r, p in found],
-        next_after=int(found[-1][0].id) if len(found) == limit else None,
+        next_after=next_after([reward for reward, *_rest in found], limit),
     ).model_dump(mode="json")
 
 
@@ -365,7 +363,7 @@ def get_draws(campaign_id: int) -> Any:
 )
 @secured
 def get_verification(campaign_id: int) -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     found = verify_campaign(db_session(), tenant_id=principal.tenant_id, campaign_id=campaign_id)
     return schemas.VerificationOut.model_validate(found.to_json()).model_dump(mode="json")
 
@@ -380,7 +378,7 @@ def get_verification(campaign_id: int) -> Any:
 )
 @secured
 def get_draws_export(campaign_id: int) -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     document = export_draws(db_session(), tenant_id=principal.tenant_id, campaign_id=campaign_id)
     return Response(
         json.dumps(document, ensure_ascii=False, separators=(",", ":")),
@@ -403,7 +401,7 @@ def get_draws_export(campaign_id: int) -> Any:
 )
 @secured
 def get_reviews() -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     limit, after = page_args()
     session = db_session()
     held = list(
@@ -429,7 +427,7 @@ def get_reviews() -> Any:
 )
 @secured
 def post_review(reward_id: int) -> Any:
-    principal = manager("campaigns_write")
+    principal = caller_with("campaigns_write")
     body = parse_body(schemas.DecisionIn)
     session = db_session()
     reward = decide(
@@ -466,7 +464,7 @@ def post_review(reward_id: int) -> Any:
 )
 @secured
 def get_fulfilments() -> Any:
-    principal = manager("campaigns")
+    principal = caller_with("campaigns")
     limit, after = page_args()
     found = reports.fulfilments_of(
         db_session(),
@@ -478,7 +476,7 @@ def get_fulfilments() -> Any:
     )
     return schemas.FulfilmentPage(
         items=[schemas.FulfilmentOut.of(f, p) for f, p in found],
-        next_after=int(found[-1][0].id) if len(found) == limit else None,
+        next_after=next_after([reward for reward, *_rest in found], limit),
     ).model_dump(mode="json")
 
 
@@ -490,7 +488,7 @@ def get_fulfilments() -> Any:
 )
 @secured
 def get_shipping(reward_id: int) -> Any:
-    principal = manager("pii")
+    principal = caller_with("pii")
     session = db_session()
     row = reports.fulfilment_of(session, tenant_id=principal.tenant_id, reward_id=reward_id)
     if row is None:
@@ -516,7 +514,7 @@ def get_shipping(reward_id: int) -> Any:
 )
 @secured
 def post_ship(reward_id: int) -> Any:
-    principal = manager("campaigns_write")
+    principal = caller_with("campaigns_write")
     body = parse_body(schemas.ShipIn)
     session = db_session()
     row = mark_shipped(

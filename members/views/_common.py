@@ -6,9 +6,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from flask import Blueprint, g, request
 
 from core.auth import Principal, caller_with
@@ -52,9 +49,3 @@ def manager(need: str) -> Principal:
     """The console caller, who must hold the ``need`` permission (``members``,
     ``members_write`` or ``pii``)."""
     return caller_with(need)
-
-
-def secured(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Mark a view as needing credentials in the OpenAPI spec."""
-    view.__dict__["_yima_security"] = True
-    return view

@@ -24,6 +24,7 @@ from core.openapi import (
     page_args,
     parse_body,
     query_int,
+    secured,
 )
 from core.web import app_runtime, db_session
 from members import schemas_catalogue as schemas
@@ -55,7 +56,6 @@ from members.views._common import (
     current_member,
     manage,
     manager,
-    secured,
     signed_in_member,
 )
 

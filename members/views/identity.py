@@ -19,7 +19,15 @@ from flask import Response, jsonify, request
 
 from core.auth import audit
 from core.errors import ValidationFailedError
-from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
+from core.openapi import (
+    PAGINATION,
+    next_after,
+    operation,
+    page_args,
+    parse_body,
+    query_int,
+    secured,
+)
 from core.services import tenant_timezone
 from core.web import app_runtime, client_ip, db_session
 from members import schemas_identity as schemas
@@ -48,7 +56,7 @@ from members.member360 import member_360
 from members.otp import send_code, sign_in
 from members.services import get_member_or_raise
 from members.sessions import SESSION_DAYS, close_session
-from members.views._common import MEMBER_COOKIE, consumer, current_member, manage, manager, secured
+from members.views._common import MEMBER_COOKIE, consumer, current_member, manage, manager
 
 TAG = "members"
 

@@ -17,7 +17,7 @@ import codegen
 from core.auth import audit
 from core.db import utcnow
 from core.models import Tenant
-from core.openapi import PAGINATION, next_after, operation, page_args, parse_body
+from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, secured
 from core.services import tenant_timezone
 from core.web import app_runtime, db_session
 from members import schemas_loyalty as schemas
@@ -42,7 +42,7 @@ from members.tiers import (
     update_tier,
     window_start,
 )
-from members.views._common import consumer, current_member, manage, manager, secured
+from members.views._common import consumer, current_member, manage, manager
 
 # --- consumer --------------------------------------------------------------------------------
 

@@ -12,12 +12,20 @@ from flask import Response, request, stream_with_context
 
 from core.auth import audit
 from core.errors import ValidationFailedError
-from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
+from core.openapi import (
+    PAGINATION,
+    next_after,
+    operation,
+    page_args,
+    parse_body,
+    query_int,
+    secured,
+)
 from core.web import app_runtime, db_session
 from members import rfm, tags
 from members import schemas_segments as schemas
 from members.models import RFM_SEGMENTS
-from members.views._common import manage, manager, secured
+from members.views._common import manage, manager
 
 FILTERS: dict[str, dict[str, Any]] = {
     "segment": {"type": "string", "enum": list(RFM_SEGMENTS)},

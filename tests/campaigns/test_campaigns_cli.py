@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 
 import yima.cli
 from core.runtime import Runtime
+from core.services import list_audit
 from tests.campaigns.helpers import brand_with_members, config, scan_reward
 from yima.campaigns_cli import register
 
@@ -71,6 +72,16 @@ def test_a_campaign_is_run_and_its_draws_verified_from_the_command_line(
     assert "seed hash:" in shown and "Runs from" in shown and "seed:" not in shown
     assert "ended (now ended)" in run("campaigns", "end", cid, "--tenant", "acme")
     assert "seed:" in run("campaigns", "show", cid, "--tenant", "acme")
+    with runtime.db.read_only() as session:
+        # Every change made from the command line is in the brand's audit log, as the console's.
+        logged = [e.action for e in list_audit(session, tenant_id=brand.tenant_id)]
+    assert sorted(a for a in logged if a.startswith("campaigns.")) == [
+        "campaigns.create",
+        "campaigns.end",
+        "campaigns.pause",
+        "campaigns.resume",
+        "campaigns.schedule",
+    ]
 
     verified = run("draws", "verify", cid, "--tenant", "acme")
     assert f"campaign {cid}: 20 draw(s) replayed: OK" in verified

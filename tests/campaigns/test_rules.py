@@ -326,7 +326,7 @@ def test_a_stored_campaign_reads_back_the_same() -> None:
                 "product_bonus": [{"sku": "A", "points": 5}],
                 "cap_per_day": 100,
             },
-            fraud={"max_scans_per_ip": 5},
+            fraud={"ip_velocity": {"max": 5}},
         )
     )
     stored = json.loads(json.dumps(to_json(spec)))  # really JSON
@@ -525,12 +525,13 @@ def test_stacking_campaigns_add_up_to_the_top_campaigns_cap() -> None:
     assert total == 20 and [points for _, points, _ in paid] == [10, 10]
 
 
-def test_a_copy_with_other_targeting_matches_by_its_own() -> None:
+def test_a_scan_outside_the_regions_matches_on_everything_else() -> None:
     targeting = check_campaign(campaign(targeting={"regions": ["CN-GD"]})).targeting
     facts: dict[str, Any] = {"sku": "A", "batch_id": 1, "tier_id": None, "segment": None}
     assert not matches(targeting, located=HANGZHOU, **facts)
-    unfenced = targeting.model_copy(update={"regions": []})
-    assert matches(unfenced, located=HANGZHOU, **facts)
+    # Every dimension but the place (the out-of-region rule's question: fenced out by region)
+    assert matches(targeting, located=HANGZHOU, ignore_regions=True, **facts)
+    assert targeting.region_check(HANGZHOU) == "outside"
     assert not matches(targeting, located=HANGZHOU, **facts)
 
 

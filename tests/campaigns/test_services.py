@@ -406,3 +406,36 @@ def test_erasing_a_member_empties_their_prize_claims(runtime: Runtime) -> None:
         assert erased.addresses_removed == 1
     with runtime.db.unit_of_work() as session:
         assert session.scalars(select(Fulfilment.shipping_sealed)).all() == [None]
+
+
+def test_a_fraud_policy_that_would_fail_every_scan_is_refused_on_save(runtime: Runtime) -> None:
+    with runtime.db.unit_of_work() as session:
+        brand, _people = brand_with_members(session, runtime, count=0)
+        with pytest.raises(ValidationFailedError) as refused:
+            create_campaign(
+                session,
+                tenant_id=brand.tenant_id,
+                raw=config(fraud={"member_velocity": {"max": 0}}),
+                actor="t",
+            )
+        assert "fraud.member_velocity.max" in refused.value.errors
+
+
+def test_a_coupon_prize_whose_item_is_gone_fails_without_blocking_the_outbox(
+    runtime: Runtime,
+) -> None:
+    with runtime.db.unit_of_work() as session:
+        brand, (alice, *_r) = brand_with_members(session, runtime, count=1)
+        live_campaign(
+            session,
+            runtime,
+            brand,
+            draw=_only("coupon", stock=5, coupon_item_id=999, value_fen=500),
+        )
+    with runtime.db.unit_of_work() as session:
+        won = scan_reward(session, runtime, brand, alice, 1)
+    assert won.draw is not None and won.draw.kind == "coupon"
+    with runtime.db.unit_of_work() as session:
+        row = session.scalars(select(Fulfilment)).one()
+        # Delivered after commit: refused for good (no such catalogue item), not retried forever.
+        assert (row.status, row.last_code) == ("failed", "item_not_found")
