@@ -11,14 +11,17 @@ live in each process (``campaigns/fraud.py``), as in the embedded default.
     each run units of work — ``runtime.db.unit_of_work()`` around ``campaigns.reward_scan``, the
     scan's step 5 — for distinct codes and members (worker w scans as members w, w + W, ...: no
     two workers queue on one member's rows), for ``--seconds``, all released together after
-    ``--warm`` untimed scans each. The brand runs one campaign: 10 points a scan, the default
-    fraud rules, and a draw of a hot prize (a goods prize worth 500 fen, probability 1/2,
-    10,000,000 in stock: half the draws take a unit and spend from the budget) and "thanks"
-    (1/2, also the fallback), a budget of ¥10,000,000 and per-member limits (50 draws a day, 50
-    wins) checked on every draw but never reached. Three variants of it, each its own brand:
-    stock and budget in 16 shards (``campaigns/lifecycle.py``), the prize's stock in 1 shard, and
-    both in 1 shard: what sharding buys. Next to them: the same scans for a brand with no campaign
-    (points only), and the floor — worker processes each running transactions of one UPDATE and
+    ``--warm`` untimed scans each. The brand runs one campaign (扫码抽奖): the default fraud rules
+    and a draw of a hot prize (a goods prize worth 500 fen, probability 1/2, 10,000,000 in stock:
+    half the draws take a unit and spend from the budget) and "thanks" (1/2, also the fallback),
+    a budget of ¥10,000,000 and per-member limits (50 draws a day, 50 wins) checked on every draw
+    but never reached; the draw is the whole reward (no points), so a unit is a draw: the code's
+    reward row, the member's counters, the stock and budget, the outbox. Variants, each its own
+    brand: stock and budget in 16 shards (``campaigns/lifecycle.py``), the same with 10 points a
+    scan (the points ledger's statements added: the full step 5), the prize's stock in 1 shard,
+    and both in 1 shard: what sharding buys. Next to them: the same scans for a brand with no
+    campaign (the programme's points only), and the floor — worker processes each running
+    transactions of one UPDATE and
     one INSERT (SQLAlchemy Core, as ``bench/floor_app.py``). Every worker count in ``--workers``
     runs all of them; the best counts. Printed per run: the CPU per unit (the workers' own, and
     their PostgreSQL backends' plus the WAL writer's and checkpointer's, from /proc) and what the
@@ -188,12 +191,12 @@ class Pool:
     hot_prize_id: int | None
 
 
-def campaign_config(now: dt.datetime) -> dict[str, Any]:
+def campaign_config(now: dt.datetime, points: int) -> dict[str, Any]:
     return {
         "name": "扫码抽奖 bench",
         "starts_at": (now - dt.timedelta(hours=1)).isoformat(),
         "ends_at": (now + dt.timedelta(days=30)).isoformat(),
-        "earn": {"points_per_scan": 10},
+        "earn": {"points_per_scan": points},
         "draw": {
             "prizes": [
                 {
@@ -223,6 +226,7 @@ def make_pool(
     campaign: bool,
     stock_shards: int = 16,
     budget_shards: int = 16,
+    points: int = 0,
 ) -> Pool:
     """A brand with ``member_count`` members (joined a year ago) and, with ``campaign``, the draw
     campaign running, its stock and budget split in (up to) that many shards."""
@@ -245,7 +249,7 @@ def make_pool(
         campaign_id = hot = None
         if campaign:
             made = lifecycle.create_campaign(
-                session, tenant_id=brand.tenant_id, raw=campaign_config(now), actor="bench"
+                session, tenant_id=brand.tenant_id, raw=campaign_config(now, points), actor="bench"
             )
             saved = lifecycle.STOCK_SHARDS, lifecycle.BUDGET_SHARDS
             lifecycle.STOCK_SHARDS, lifecycle.BUDGET_SHARDS = stock_shards, budget_shards
@@ -774,6 +778,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     try:
         variants = [
             make_pool(runtime, "sharded", args.members, campaign=True),
+            make_pool(runtime, "with-points", args.members, campaign=True, points=10),
             make_pool(runtime, "stock-in-one", args.members, campaign=True, stock_shards=1),
             make_pool(
                 runtime,
@@ -784,14 +789,16 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
                 budget_shards=1,
             ),
         ]
-        drawing = make_pool(runtime, "drawing", args.members, campaign=True)
+        drawing = make_pool(runtime, "drawing", args.members, campaign=True, points=10)
         plain = make_pool(runtime, "plain", args.members, campaign=False)
         with runtime.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("VACUUM ANALYZE"))
         say(
-            f"5 brands of {args.members:,} members: 'sharded' (stock and budget in 16 shards), "
+            f"6 brands of {args.members:,} members: 'sharded' (a draw and no points; stock and "
+            "budget in 16 shards), 'with-points' (the same draw and 10 points a scan), "
             "'stock-in-one' (the prize's stock in 1 shard, budget in 16), 'all-in-one' (both in "
-            "1), 'drawing' (16 shards, for (b)) and 'plain' (no campaign)"
+            "1), 'drawing' (10 points and the draw, 16 shards, for (b)) and 'plain' (no campaign: "
+            "the programme's 10 points)"
         )
         args.monitor_url = url.replace("+psycopg", "")
         args_settings = {
@@ -874,7 +881,7 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
     def best(label: str) -> Run:
         return max((r for r in runs if r.label == label), key=lambda r: r.rate)
 
-    b_sharded, b_stock1, b_all1 = (best(f"draws, {v.label}") for v in variants)
+    b_sharded, b_points, b_stock1, b_all1 = (best(f"draws, {v.label}") for v in variants)
     b_floor, b_plain = best("floor UPDATE+INSERT"), best("scans, no campaign")
     passed_audits = all(a.passed for a in audits.values()) and draw_audit.passed
     say(f"\n== summary  (nproc={os.cpu_count()}, {cpu_model()}, loadavg={os.getloadavg()[0]:.2f})")
@@ -886,6 +893,12 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             ">= 2,000/s",
             f"{b_sharded.rate:,.0f}/s with {b_sharded.workers} workers "
             f"{ok(b_sharded.rate >= TARGETS['draws_per_s'])}",
+        ),
+        (
+            "scans/s with 10 points and the draw",
+            "—",
+            f"{b_points.rate:,.0f}/s with {b_points.workers} workers "
+            f"(points only: {b_points.rate / b_plain.rate:.0%} of that)",
         ),
         (
             "draws/s, the stock in 1 shard",

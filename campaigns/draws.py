@@ -69,10 +69,16 @@ _BUMP_COUNTS = text(
 
 def lock_counts(session: Session, *, campaign_id: int, member_id: int, day: str) -> Counts:
     """The member's counters (created at zero when new), locked until the transaction ends."""
-    rows = fetch_all(session, _COUNT_ROWS, {"c": campaign_id, "m": member_id, "day": day})
-    by = {r[0]: r for r in rows}
+    return counts_of(
+        fetch_all(session, _COUNT_ROWS, {"c": campaign_id, "m": member_id, "day": day}), day
+    )
+
+
+def counts_of(rows: list[tuple[Any, ...]], day: str) -> Counts:
+    """Counts from the counter rows (``period, draws, wins, points``) of ``day`` and ``all``."""
+    by = {r[-4]: r[-3:] for r in rows}
     today, whole = by[day], by["all"]
-    return Counts(today[1], whole[1], whole[2], today[3], whole[3])
+    return Counts(today[0], whole[0], whole[1], today[2], whole[2])
 
 
 def bump_counts(
@@ -202,6 +208,7 @@ class Drawn:
     shard: int | None
     unit: int | None
     value_fen: int
+    wins: int = 0  # what the member's win counter gains (a draw always counts one draw)
 
 
 def draw_inputs(campaign_id: int, batch_id: int, serial: int, member_id: int) -> dict[str, Any]:
@@ -218,12 +225,12 @@ def draw_prize(
     batch_id: int,
     serial: int,
     counts: Counts | None,
-    day: str,
     now: dt.datetime,
 ) -> Drawn | None:
     """Draw for one code (None: the member has no chance left today or in the campaign).
     ``counts`` are the member's counters, locked, when the draw limits members (else None: no
-    counter is kept, and the draw costs two statements less)."""
+    counter is kept). The caller adds the draw (and ``Drawn.wins``) to the counters with the
+    reward row, in one statement."""
     draw = campaign.spec.draw
     assert draw is not None and campaign.odds is not None and campaign.seed is not None
     if counts is not None and (
@@ -254,21 +261,10 @@ def draw_prize(
                 downgrade = granted
             else:
                 shard, unit, value = granted
-                _count(
-                    session,
-                    counts,
-                    campaign_id=campaign.id,
-                    member_id=member_id,
-                    day=day,
-                    draws=1,
-                    wins=1,
-                )
-                return Drawn(inputs, slot, drawn_key, drawn, "won", None, shard, unit, value)
+                return Drawn(inputs, slot, drawn_key, drawn, "won", None, shard, unit, value, 1)
     elif drawn is not None:  # "thanks for taking part" drawn as such
-        _count(session, counts, campaign_id=campaign.id, member_id=member_id, day=day, draws=1)
         return Drawn(inputs, slot, drawn_key, drawn, "won", None, None, None, 0)
 
-    _count(session, counts, campaign_id=campaign.id, member_id=member_id, day=day, draws=1)
     fallback = campaign.prizes.get(draw.fallback) if draw.fallback else None
     if downgrade is not None and fallback is not None:
         granted = _grant(session, campaign, fallback, start=start, now=now)
@@ -280,9 +276,21 @@ def draw_prize(
     return Drawn(inputs, slot, drawn_key, None, "nothing", downgrade, None, None, 0)
 
 
-def _count(session: Session, counts: Counts | None, **bump: Any) -> None:
-    if counts is not None:
-        bump_counts(session, **bump)
+_GRANT_BOTH = text(
+    "WITH b AS (UPDATE campaigns_budget_shards SET spent_fen = spent_fen + :v"
+    " WHERE campaign_id = :c AND shard = ("
+    "  SELECT shard FROM campaigns_budget_shards"
+    "  WHERE campaign_id = :c AND spent_fen + :v <= limit_fen"
+    f"  ORDER BY {_ROTATE} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING shard),"
+    " s AS (UPDATE campaigns_stock_shards SET issued = issued + 1"
+    " WHERE prize_id = :p AND EXISTS (SELECT 1 FROM b) AND shard = ("
+    "  SELECT shard FROM campaigns_stock_shards"
+    "  WHERE prize_id = :p AND issued < stock"
+    f"  ORDER BY {_ROTATE} LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    " RETURNING shard, issued)"
+    " SELECT (SELECT shard FROM b), (SELECT shard FROM s), (SELECT issued FROM s)"
+)
 
 
 def _grant(
@@ -290,9 +298,27 @@ def _grant(
 ) -> tuple[int | None, int | None, int] | str:
     """Take the prize's value from the budget and a unit from its stock; (shard, unit, value) or
     the reason it cannot be given. Budget first: a unit taken cannot be put back (its ordinal
-    would be issued twice), while money taken from a budget shard can."""
+    would be issued twice), while money taken from a budget shard can.
+
+    On PostgreSQL a prize with both a value and a stock is first tried in one statement (both
+    shards taken with ``SKIP LOCKED``, the unit only when the money was had): one round trip
+    instead of two for the usual win. When either part finds no free shard, the steps below
+    decide, waiting for a held shard as they do."""
     value = prize.unit_value_fen
     budget_shard = None
+    both = campaign.has_budget and value > 0 and prize.stock is not None
+    if both and campaign.released(now) >= 1 and session.get_bind().dialect.name == _POSTGRES:
+        ((budget_shard, shard, unit),) = fetch_all(
+            session, _GRANT_BOTH, {"c": campaign.id, "p": prize.id, "v": value, "start": start}
+        )
+        if shard is not None:
+            return int(shard), int(unit), value
+        if budget_shard is not None:
+            taken = take_unit(session, prize_id=prize.id, start=start)
+            if taken is not None:
+                return taken[0], taken[1], value
+            refund_budget(session, campaign_id=campaign.id, value_fen=value, shard=budget_shard)
+            return "out_of_stock"
     if campaign.has_budget and value > 0:
         budget_shard = spend_budget(session, campaign_id=campaign.id, value_fen=value, start=start)
         if budget_shard is None:

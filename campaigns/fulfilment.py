@@ -84,15 +84,20 @@ def use_payout_provider(runtime: Runtime, provider: PayoutProvider) -> None:
 # --- writing the outbox -------------------------------------------------------------------------
 
 
-_ENQUEUE = text(
-    "INSERT INTO campaigns_fulfilments (reward_id, tenant_id, campaign_id, member_id, prize_id,"
-    " kind, status, attempts, next_attempt_at, merchant_order_no, created_at, updated_at)"
-    " VALUES (:r, :t, :c, :m, :p, :k, :st, 0, :now, :o, :now, :now) RETURNING id"
-).bindparams(bindparam("now", type_=UTCDateTime()))
+_OUTBOX_COLUMNS = (
+    "campaigns_fulfilments (reward_id, tenant_id, campaign_id, member_id, prize_id, kind, status,"
+    " attempts, next_attempt_at, merchant_order_no, created_at, updated_at)"
+)
+_OUTBOX_VALUES = ":r, :t, :c, :m, :p, :k, :st, 0, :now, :o, :now, :now"
+# The outbox row written after the reward row in the same statement (PostgreSQL): campaigns'
+# services prefix it with the reward's UPDATE as ``WITH f AS (...)``.
+OUTBOX_AFTER = f" INSERT INTO {_OUTBOX_COLUMNS} SELECT {_OUTBOX_VALUES} FROM f RETURNING id"
+_ENQUEUE = text(f"INSERT INTO {_OUTBOX_COLUMNS} VALUES ({_OUTBOX_VALUES}) RETURNING id").bindparams(
+    bindparam("now", type_=UTCDateTime())
+)
 
 
-def enqueue(
-    session: Session,
+def outbox_row(
     *,
     reward_id: int,
     tenant_id: int,
@@ -102,8 +107,9 @@ def enqueue(
     held: bool,
     merchant_id: str,
     now: dt.datetime,
-) -> str:
-    """The prize's outbox row; its status. Delivery is sent after commit unless held or goods."""
+) -> dict[str, Any]:
+    """The parameters of a prize's outbox row (``st`` its status). A cash prize's merchant order
+    number is fixed here, from the reward: every retry, in any worker, names the same envelope."""
     if held:
         status = "held"
     elif prize.kind == "goods":
@@ -112,29 +118,35 @@ def enqueue(
         status = "pending"
     order_no = None
     if prize.kind == "cash":
-        # Fixed now, from the reward: every retry, in any worker, names the same envelope.
         order_no = merchant_order_no(
             merchant_id, now.astimezone(MERCHANT_TZ).date(), reward_id % 10**10
         )
+    return {
+        "r": reward_id,
+        "t": tenant_id,
+        "c": campaign_id,
+        "m": member_id,
+        "p": prize.id,
+        "k": prize.kind,
+        "st": status,
+        "now": now,
+        "o": order_no,
+    }
+
+
+def enqueue(session: Session, row: dict[str, Any]) -> str:
+    """Write the prize's outbox row (:func:`outbox_row`); its status. Delivery is sent after
+    commit unless held or goods."""
     # Plain SQL, prepared on PostgreSQL: this runs inside the scan for every prize won.
-    ((fulfilment_id,),) = fetch_all(
-        session,
-        _ENQUEUE,
-        {
-            "r": reward_id,
-            "t": tenant_id,
-            "c": campaign_id,
-            "m": member_id,
-            "p": prize.id,
-            "k": prize.kind,
-            "st": status,
-            "now": now,
-            "o": order_no,
-        },
-    )
-    if status == "pending":
-        send_delivery(session, int(fulfilment_id))
-    return status
+    ((fulfilment_id,),) = fetch_all(session, _ENQUEUE, row)
+    return enqueued(session, row, int(fulfilment_id))
+
+
+def enqueued(session: Session, row: dict[str, Any], fulfilment_id: int) -> str:
+    """The outbox row is written: send its delivery after commit when it is due now."""
+    if row["st"] == "pending":
+        send_delivery(session, fulfilment_id)
+    return str(row["st"])
 
 
 def send_delivery(session: Session, fulfilment_id: int) -> None:

@@ -320,26 +320,37 @@ def schedule_campaign(
 
 
 def pause_campaign(
-    session: Session, runtime: Runtime, *, tenant_id: int, campaign_id: int
+    session: Session,
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    campaign_id: int,
+    now: dt.datetime | None = None,
 ) -> Campaign:
+    now = now or utcnow()
     campaign = get_campaign_or_raise(
         session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
     )
-    if display_status(campaign) not in LIVE:
+    if display_status(campaign, now) not in LIVE:
         raise CampaignStateError(
             f"only a scheduled or running campaign can be paused ({campaign.status})"
         )
     campaign.status = "paused"
-    campaign.updated_at = utcnow()
+    campaign.updated_at = now
     session.flush()
     forget_campaigns(session, runtime, tenant_id)
     return campaign
 
 
 def resume_campaign(
-    session: Session, runtime: Runtime, *, tenant_id: int, campaign_id: int
+    session: Session,
+    runtime: Runtime,
+    *,
+    tenant_id: int,
+    campaign_id: int,
+    now: dt.datetime | None = None,
 ) -> Campaign:
-    now = utcnow()
+    now = now or utcnow()
     campaign = get_campaign_or_raise(
         session, tenant_id=tenant_id, campaign_id=campaign_id, for_update=True
     )

@@ -32,7 +32,8 @@ from sqlalchemy.orm import Session
 import members
 import traceability
 from campaigns import fraud, rules
-from campaigns.draws import Counts, Drawn, bump_counts, draw_prize, lock_counts
+from campaigns.draws import Counts, Drawn, bump_counts, counts_of, draw_prize, lock_counts
+from campaigns.fulfilment import OUTBOX_AFTER, enqueue, enqueued, outbox_row
 from campaigns.live import LiveCampaign, live_campaigns
 from campaigns.models import Fulfilment, MemberFirst, Prize, Reward
 from core.db import UTCDateTime, execute, fetch_all, insert_ignore, utcnow
@@ -88,15 +89,26 @@ class ScanFacts:
     region: str | None = None  # a label for the review queue
 
 
-# The reward row's two statements run on every rewarded scan: plain SQL, prepared on PostgreSQL
-# (core.db.fetch_all), since building them through the ORM cost more CPU than running them
-# (bench/bench_draws.py: 0.8 ms of a 2.8 ms draw).
-_CLAIM = text(
+# The reward row's statements run on every rewarded scan: plain SQL, prepared on PostgreSQL
+# (core.db.fetch_all), since building them through the ORM cost more CPU than running them. On
+# PostgreSQL a scan with a draw sends two of them: the claim, which also upserts and locks the
+# member's counters of the campaign that keeps them, and the finish, which writes the decision,
+# adds to those counters and puts the prize in the outbox (bench/bench_draws.py).
+_CLAIM_SQL = (
     "INSERT INTO campaigns_rewards (tenant_id, batch_id, serial, member_id, created_at, points,"
     " breakdown, status, reasons, device, ip, region, value_fen)"
     " VALUES (:t, :b, :s, :m, :now, 0, '[]', 'granted', '[]', :device, :ip, :region, 0)"
     " ON CONFLICT (tenant_id, batch_id, serial) DO NOTHING RETURNING id"
-).bindparams(bindparam("now", type_=UTCDateTime()))
+)
+_CLAIM = text(_CLAIM_SQL).bindparams(bindparam("now", type_=UTCDateTime()))
+_CLAIM_COUNTED = text(
+    f"WITH r AS ({_CLAIM_SQL}),"
+    " c AS (INSERT INTO campaigns_member_counts (campaign_id, member_id, period, draws, wins,"
+    " points) SELECT :c, :m, p.period, 0, 0, 0 FROM r, (VALUES (CAST(:day AS VARCHAR)), ('all'))"
+    " AS p (period) ON CONFLICT (campaign_id, member_id, period)"
+    " DO UPDATE SET draws = campaigns_member_counts.draws RETURNING period, draws, wins, points)"
+    " SELECT r.id, c.period, c.draws, c.wins, c.points FROM r LEFT JOIN c ON true"
+)
 
 _JSON_COLUMNS = ("breakdown", "reasons", "counts", "draw_inputs")
 _FINISH_COLUMNS = (
@@ -112,7 +124,7 @@ _FINISH_COLUMNS = (
     "unit",
     "value_fen",
 )
-_FINISH = text(
+_FINISH_SQL = (
     "UPDATE campaigns_rewards SET "
     + ", ".join(
         [f"{c} = :{c}" for c in _FINISH_COLUMNS]
@@ -120,29 +132,87 @@ _FINISH = text(
     )
     + " WHERE id = :id"
 )
+_BUMP_SQL = (
+    "UPDATE campaigns_member_counts SET draws = draws + :dd, wins = wins + :dw,"
+    " points = points + :dp WHERE campaign_id = :bc AND member_id = :bm AND period IN (:day, 'all')"
+)
+_FINISHES: dict[tuple[bool, bool], Any] = {}
 
 
-def _claim_code(session: Session, facts: ScanFacts, member_id: int, now: dt.datetime) -> int | None:
-    """Insert the code's reward row; its id, or None when the code was rewarded before."""
-    rows = fetch_all(
-        session,
-        _CLAIM,
-        {
-            "t": facts.tenant_id,
-            "b": facts.batch_id,
-            "s": facts.serial,
-            "m": member_id,
-            "now": now,
-            "device": facts.device,
-            "ip": facts.ip,
-            "region": facts.region,
-        },
+def _finish_statement(bump: bool, outbox: bool) -> Any:
+    """The finish on PostgreSQL: the reward's UPDATE, with the counters' and the outbox's
+    writes in the same statement when there are any."""
+    found = _FINISHES.get((bump, outbox))
+    if found is None:
+        sql = _FINISH_SQL
+        if bump or outbox:
+            sql = f"WITH f AS ({_FINISH_SQL} RETURNING id)"
+            if bump and outbox:
+                sql += f", b AS ({_BUMP_SQL})"
+            sql += OUTBOX_AFTER if outbox else f" {_BUMP_SQL}"
+        found = _FINISHES[(bump, outbox)] = text(sql)
+    return found
+
+
+@dataclass(frozen=True)
+class _Bump:
+    """What one campaign's member counters gain from this scan."""
+
+    campaign_id: int
+    day: str
+    draws: int = 0
+    wins: int = 0
+    points: int = 0
+
+
+def _claim_code(
+    session: Session,
+    facts: ScanFacts,
+    member_id: int,
+    now: dt.datetime,
+    counted: tuple[int, str] | None,
+) -> tuple[int | None, Counts | None]:
+    """Insert the code's reward row: its id (None when the code was rewarded before), and the
+    member's counters of campaign ``counted`` = (id, local day), locked (None without)."""
+    params = {
+        "t": facts.tenant_id,
+        "b": facts.batch_id,
+        "s": facts.serial,
+        "m": member_id,
+        "now": now,
+        "device": facts.device,
+        "ip": facts.ip,
+        "region": facts.region,
+    }
+    if counted is not None and session.get_bind().dialect.name == "postgresql":
+        rows = fetch_all(session, _CLAIM_COUNTED, {**params, "c": counted[0], "day": counted[1]})
+        if not rows:
+            return None, None
+        return int(rows[0][0]), counts_of(rows, counted[1])
+    rows = fetch_all(session, _CLAIM, params)
+    if not rows:
+        return None, None
+    reward_id = int(rows[0][0])
+    if counted is None:
+        return reward_id, None
+    return reward_id, lock_counts(
+        session, campaign_id=counted[0], member_id=member_id, day=counted[1]
     )
-    return int(rows[0][0]) if rows else None
 
 
-def _finish_reward(session: Session, reward_id: int, values: dict[str, Any]) -> None:
-    """Write what the scan decided onto its reward row."""
+def _finish_reward(
+    session: Session,
+    reward_id: int,
+    values: dict[str, Any],
+    *,
+    member_id: int,
+    bump: _Bump | None,
+    outbox: dict[str, Any] | None,
+) -> str | None:
+    """Write what the scan decided onto its reward row, add ``bump`` to the member's counters
+    and put ``outbox`` (fulfilment.outbox_row) in the outbox; the outbox row's status."""
+    if bump is not None and not (bump.draws or bump.wins or bump.points):
+        bump = None
     if session.get_bind().dialect.name != "postgresql":
         session.execute(
             update(Reward)
@@ -150,13 +220,37 @@ def _finish_reward(session: Session, reward_id: int, values: dict[str, Any]) -> 
             .values(**values)
             .execution_options(synchronize_session=False)
         )
-        return
+        if bump is not None:
+            bump_counts(
+                session,
+                campaign_id=bump.campaign_id,
+                member_id=member_id,
+                day=bump.day,
+                draws=bump.draws,
+                wins=bump.wins,
+                points=bump.points,
+            )
+        return enqueue(session, outbox) if outbox is not None else None
     params: dict[str, Any] = dict.fromkeys(_FINISH_COLUMNS + _JSON_COLUMNS)
     params.update(values, id=reward_id, value_fen=values.get("value_fen", 0))
     for column in _JSON_COLUMNS:
         if params[column] is not None:
             params[column] = json.dumps(params[column], ensure_ascii=False)
-    execute(session, _FINISH, params)
+    if bump is not None:
+        params.update(
+            bc=bump.campaign_id,
+            bm=member_id,
+            day=bump.day,
+            dd=bump.draws,
+            dw=bump.wins,
+            dp=bump.points,
+        )
+    statement = _finish_statement(bump is not None, outbox is not None)
+    if outbox is None:
+        execute(session, statement, params)
+        return None
+    ((fulfilment_id,),) = fetch_all(session, statement, {**params, **outbox})
+    return enqueued(session, outbox, int(fulfilment_id))
 
 
 def _previous(session: Session, runtime: Runtime, facts: ScanFacts, member_id: int) -> ScanReward:
@@ -206,6 +300,12 @@ def _first_reward(session: Session, tenant_id: int, member_id: int, reward_id: i
         .limit(1)
     )
     return earlier is None
+
+
+def _capped(campaign: LiveCampaign) -> bool:
+    """The campaign caps the points a member earns (its member counters keep them)."""
+    earn = campaign.spec.earn
+    return earn.cap_per_day is not None or earn.cap_per_campaign is not None
 
 
 def _matching(
@@ -266,10 +366,6 @@ def reward_scan(
     if facts.verdict not in REWARDED_VERDICTS:
         return ScanReward(0, 0, False, "not_rewarded")
     now = now or utcnow()
-    reward_id = _claim_code(session, facts, member.member_id, now)
-    if reward_id is None:
-        return _previous(session, runtime, facts, member.member_id)
-
     tenant_id = facts.tenant_id
     programme = members.get_programme(runtime, session, tenant_id)
     everything = tuple(c for c in live_campaigns(session, runtime, tenant_id) if c.live_at(now))
@@ -279,6 +375,32 @@ def reward_scan(
         segment = score.segment if score is not None else None
     matching = _matching(everything, facts=facts, tier_id=member.tier_id, segment=segment)
     top = matching[0] if matching else None
+    draw_campaign = next((c for c in matching if c.spec.draw is not None), None)
+
+    # The member's counters of one campaign are locked by the claim itself: the draw's when it
+    # keeps them, else the first campaign capping points.
+    counted = next(
+        (
+            c
+            for c in ([draw_campaign] if draw_campaign and draw_campaign.member_limits else [])
+            + [c for c in matching if _capped(c)]
+        ),
+        None,
+    )
+    counted_day = counted.spec.local_time(now).date().isoformat() if counted else ""
+    reward_id, counted_counts = _claim_code(
+        session,
+        facts,
+        member.member_id,
+        now,
+        (counted.id, counted_day) if counted is not None else None,
+    )
+    if reward_id is None:
+        return _previous(session, runtime, facts, member.member_id)
+    # campaigns whose member counters this scan holds
+    locked: dict[int, Counts] = {}
+    if counted is not None and counted_counts is not None:
+        locked[counted.id] = counted_counts
 
     # Reward-fraud rules (the top campaign's policy, or the defaults).
     fenced = (
@@ -332,7 +454,7 @@ def reward_scan(
                 "serial": facts.serial,
             },
         )
-    locked: dict[int, Counts] = {}  # campaigns whose member counters this scan holds
+    bumps: dict[int, _Bump] = {}  # what each campaign's member counters gain
     breakdown: list[list[Any]] = []
     if not matching:
         points = rules.round_half_up(programme.scan_points * multiplier)
@@ -353,11 +475,12 @@ def reward_scan(
                 first_scan=first_scan,
             )
             earn = c.spec.earn
-            if earn.cap_per_day is not None or earn.cap_per_campaign is not None:
+            if _capped(c):
                 day = capped_days[c.id] = local.date().isoformat()
-                counts = locked[c.id] = lock_counts(
+                counts = locked.get(c.id) or lock_counts(
                     session, campaign_id=c.id, member_id=member.member_id, day=day
                 )
+                locked[c.id] = counts
                 allowed = rules.cap_points(
                     one.points,
                     day_so_far=counts.day_points,
@@ -372,13 +495,7 @@ def reward_scan(
         for spec, given, lines in contributions:
             campaign = by_spec[id(spec)]
             if campaign.id in capped_days and given and action in ("allow", "hold"):
-                bump_counts(
-                    session,
-                    campaign_id=campaign.id,
-                    member_id=member.member_id,
-                    day=capped_days[campaign.id],
-                    points=given,
-                )
+                bumps[campaign.id] = _Bump(campaign.id, capped_days[campaign.id], points=given)
             breakdown.extend([campaign.id, label, p] for label, p in lines)
 
     status = {"allow": "granted", "hold": "held"}.get(action, "denied")
@@ -413,12 +530,11 @@ def reward_scan(
 
     # The draw.
     drawn: Drawn | None = None
-    draw_campaign = next((c for c in matching if c.spec.draw is not None), None)
     if draw_campaign is not None and status != "denied":
         day = draw_campaign.spec.local_time(now).date().isoformat()
         draw_counts = locked.get(draw_campaign.id)
         if draw_counts is None and draw_campaign.member_limits:
-            draw_counts = lock_counts(
+            draw_counts = locked[draw_campaign.id] = lock_counts(
                 session, campaign_id=draw_campaign.id, member_id=member.member_id, day=day
             )
         drawn = draw_prize(
@@ -428,9 +544,11 @@ def reward_scan(
             batch_id=facts.batch_id,
             serial=facts.serial,
             counts=draw_counts,
-            day=day,
             now=now,
         )
+        if drawn is not None and draw_counts is not None:
+            earlier = bumps.get(draw_campaign.id, _Bump(draw_campaign.id, day))
+            bumps[draw_campaign.id] = _Bump(draw_campaign.id, day, 1, drawn.wins, earlier.points)
     values: dict[str, Any] = {
         "points": points if status != "denied" else 0,
         "breakdown": breakdown,
@@ -438,7 +556,7 @@ def reward_scan(
         "reasons": list(judged.reasons),
         "counts": judged.counts or None,
     }
-    fulfilment_status = None
+    outbox = None
     if drawn is not None:
         assert draw_campaign is not None
         values.update(
@@ -454,10 +572,7 @@ def reward_scan(
             value_fen=drawn.value_fen,
         )
         if drawn.prize is not None and drawn.prize.kind != "thanks":
-            from campaigns.fulfilment import enqueue
-
-            fulfilment_status = enqueue(
-                session,
+            outbox = outbox_row(
                 reward_id=reward_id,
                 tenant_id=tenant_id,
                 campaign_id=draw_campaign.id,
@@ -467,7 +582,21 @@ def reward_scan(
                 merchant_id=runtime.settings.payout_merchant_id,
                 now=now,
             )
-    _finish_reward(session, reward_id, values)
+    # The counters the claim locked gain in the finish; any other campaign's, on their own.
+    lead = bumps.pop(counted.id, None) if counted is not None else None
+    for bump in bumps.values():
+        bump_counts(
+            session,
+            campaign_id=bump.campaign_id,
+            member_id=member.member_id,
+            day=bump.day,
+            draws=bump.draws,
+            wins=bump.wins,
+            points=bump.points,
+        )
+    fulfilment_status = _finish_reward(
+        session, reward_id, values, member_id=member.member_id, bump=lead, outbox=outbox
+    )
     view = None
     if drawn is not None and draw_campaign is not None:
         prize = drawn.prize

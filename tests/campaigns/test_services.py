@@ -219,12 +219,16 @@ def test_the_lifecycle_publishes_commits_locks_pauses_and_reveals(runtime: Runti
             raw=config(name="改个名字"),
         )
     with runtime.db.unit_of_work() as session:
-        pause_campaign(session, runtime, tenant_id=brand.tenant_id, campaign_id=campaign_id)
+        pause_campaign(
+            session, runtime, tenant_id=brand.tenant_id, campaign_id=campaign_id, now=NOW
+        )
     with runtime.db.unit_of_work() as session:
         paused = scan_reward(session, runtime, brand, alice, 1)
     assert paused.draw is None and paused.points == 10  # the programme's points, no campaign
     with runtime.db.unit_of_work() as session:
-        resume_campaign(session, runtime, tenant_id=brand.tenant_id, campaign_id=campaign_id)
+        resume_campaign(
+            session, runtime, tenant_id=brand.tenant_id, campaign_id=campaign_id, now=NOW
+        )
     with runtime.db.unit_of_work() as session:
         assert scan_reward(session, runtime, brand, alice, 2).draw is not None
     with runtime.db.unit_of_work() as session:
