@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
 import os
 import threading
 import time
@@ -84,12 +83,9 @@ from typing import Any, Literal, NamedTuple
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from core.errors import ValidationFailedError
-from core.ratelimit import DEFAULT_REDIS_TIMEOUT_SECONDS
+from core.ratelimit import Failover, fast_redis_client
 from core.runtime import Runtime
 
 __all__ = [
@@ -105,7 +101,6 @@ __all__ = [
     "reward_counters",
 ]
 
-log = logging.getLogger("yima.campaigns")
 
 ACTIONS = ("allow", "hold", "deny", "claw_back")
 """From mildest to strictest. ``claw_back``: deny this reward and take back the member's recent
@@ -499,15 +494,12 @@ class RewardCounters:
     ) -> None:
         self._memory = _MemoryLogs(max_keys)
         self._redis = _RedisLogs(redis_client) if redis_client is not None else None
-        self._backoff = backoff_seconds
-        self._log_interval = log_interval_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._down = False
-        self._retry_at = 0.0
-        self._probing = False
-        self._logged_at: float | None = None
-        self._unlogged = 0
+        self._failover = Failover(
+            "reward counters",
+            backoff_seconds=backoff_seconds,
+            log_interval_seconds=log_interval_seconds,
+            clock=clock,
+        )
 
     @property
     def uses_redis(self) -> bool:
@@ -517,7 +509,7 @@ class RewardCounters:
     @property
     def degraded(self) -> bool:
         """True while Redis is considered down and counts come from process memory."""
-        return self._down
+        return self._failover.degraded
 
     def record_and_check(self, facts: RewardFacts, policy: FraudPolicy) -> FraudVerdict:
         """Record this scan in every log its rules use and judge it, in one go (Redis: one
@@ -533,60 +525,13 @@ class RewardCounters:
             self._redis.client.close()
 
     def _apply(self, tenant_id: int, counts: list[_Count], now: int) -> list[int]:
-        if self._redis is None:
+        redis_logs = self._redis
+        if redis_logs is None:
             return self._memory.apply(tenant_id, counts, now)
-        clock = self._clock()
-        with self._lock:
-            if not self._down:
-                use_redis, probe = True, False
-            elif clock >= self._retry_at and not self._probing:
-                # One scan per back-off probes Redis; the others keep to memory meanwhile.
-                use_redis = probe = self._probing = True
-            else:
-                use_redis = probe = False
-        if use_redis:
-            try:
-                seen = self._redis.apply(tenant_id, counts, now)
-            except (RedisError, OSError) as exc:
-                self._redis_failed(exc, probe)
-            else:
-                if probe:
-                    with self._lock:
-                        self._down = self._probing = False
-                    log.info("reward counters: Redis is back in use")
-                return seen
-        return self._memory.apply(tenant_id, counts, now)
-
-    def _redis_failed(self, exc: BaseException, probe: bool) -> None:
-        clock = self._clock()
-        with self._lock:
-            if probe:
-                self._probing = False
-            self._down = True
-            self._retry_at = clock + self._backoff
-            if self._logged_at is not None and clock - self._logged_at < self._log_interval:
-                self._unlogged += 1
-                return
-            self._logged_at, suppressed, self._unlogged = clock, self._unlogged, 0
-        log.warning(
-            "reward counters: Redis unavailable (%s: %s), counting in process%s",
-            type(exc).__name__,
-            exc,
-            f" ({suppressed} failures since the last report)" if suppressed else "",
+        return self._failover.call(
+            lambda: redis_logs.apply(tenant_id, counts, now),
+            lambda: self._memory.apply(tenant_id, counts, now),
         )
-
-
-def _fast_client(url: str) -> redis.Redis:
-    """A client that gives up at once: the shared one waits and retries for seconds, which would
-    hold a scan hostage to a dead Redis; a healthy one answers in well under a millisecond."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=DEFAULT_REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=DEFAULT_REDIS_TIMEOUT_SECONDS,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_error=[],
-        health_check_interval=0,
-    )
 
 
 _counters: dict[int, RewardCounters] = {}
@@ -601,7 +546,7 @@ def reward_counters(runtime: Runtime) -> RewardCounters:
         counters = _counters.get(key)
         if counters is None:
             url = runtime.settings.redis_url
-            counters = _counters[key] = RewardCounters(_fast_client(url) if url else None)
+            counters = _counters[key] = RewardCounters(fast_redis_client(url) if url else None)
             runtime.on_close(lambda: _close_counters(key))
         return counters
 

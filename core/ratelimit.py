@@ -309,13 +309,89 @@ class RedisRateLimiter:
 _T = TypeVar("_T")
 
 
-class FallbackRateLimiter:
-    """Uses ``primary`` and, while it raises one of ``errors``, ``fallback``: never an error.
+class Failover:
+    """Which of two backends to use: the primary until it raises one of ``errors``, then the
+    fallback, never an error.
 
-    After a failure the primary is left alone for ``backoff_seconds``; then a single request
-    probes it (the others keep using the fallback, so a hung Redis delays one request per
-    back-off, not all of them) and a success puts it back in use. Failures are logged at most
-    once per ``log_interval_seconds``. Counts made in the fallback stay there: a switch costs at
+    After a failure the primary is left alone for ``backoff_seconds``; then a single call probes
+    it (the others keep using the fallback, so a hung Redis delays one call per back-off, not all
+    of them) and a success puts it back in use. Failures are logged at most once per
+    ``log_interval_seconds``, naming ``what`` uses the primary. Shared by the rate limiters and
+    the reward-fraud counters (campaigns/fraud.py).
+    """
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        errors: tuple[type[BaseException], ...] = (RedisError, OSError),
+        backoff_seconds: float = 5.0,
+        log_interval_seconds: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what = what
+        self._errors = errors
+        self._backoff = backoff_seconds
+        self._log_interval = log_interval_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._down = False
+        self._retry_at = 0.0
+        self._probing = False
+        self._logged_at: float | None = None
+        self._unlogged_failures = 0
+
+    @property
+    def degraded(self) -> bool:
+        """True while the primary is considered down and the fallback answers."""
+        return self._down
+
+    def call(self, primary: Callable[[], _T], fallback: Callable[[], _T]) -> _T:
+        """``primary()`` when it is in use and answers, else ``fallback()``."""
+        now = self._clock()
+        with self._lock:
+            if not self._down:
+                use_primary, probe = True, False
+            elif now >= self._retry_at and not self._probing:
+                use_primary = probe = self._probing = True
+            else:
+                use_primary = probe = False
+        if use_primary:
+            try:
+                result = primary()
+            except self._errors as exc:
+                self._failed(exc, probe)
+            else:
+                if probe:
+                    with self._lock:
+                        self._down = self._probing = False
+                    logger.info("%s: Redis is back in use", self.what)
+                return result
+        return fallback()
+
+    def _failed(self, exc: BaseException, probe: bool) -> None:
+        now = self._clock()
+        with self._lock:
+            if probe:
+                self._probing = False
+            self._down = True
+            self._retry_at = now + self._backoff
+            if self._logged_at is not None and now - self._logged_at < self._log_interval:
+                self._unlogged_failures += 1
+                return
+            self._logged_at, suppressed, self._unlogged_failures = now, self._unlogged_failures, 0
+        logger.warning(
+            "%s: Redis unavailable (%s: %s), working in-process%s",
+            self.what,
+            type(exc).__name__,
+            exc,
+            f" ({suppressed} failures since the last report)" if suppressed else "",
+        )
+
+
+class FallbackRateLimiter:
+    """Uses ``primary`` and, while it raises one of ``errors``, ``fallback``: never an error
+    (:class:`Failover` decides which). Counts made in the fallback stay there: a switch costs at
     most one window of leniency, which is what losing Redis state means anyway.
     """
 
@@ -331,21 +407,18 @@ class FallbackRateLimiter:
     ) -> None:
         self.primary = primary
         self.fallback = fallback
-        self._errors = errors
-        self._backoff = backoff_seconds
-        self._log_interval = log_interval_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._down = False
-        self._retry_at = 0.0
-        self._probing = False
-        self._logged_at: float | None = None
-        self._unlogged_failures = 0
+        self._failover = Failover(
+            "rate limiter",
+            errors=errors,
+            backoff_seconds=backoff_seconds,
+            log_interval_seconds=log_interval_seconds,
+            clock=clock,
+        )
 
     @property
     def degraded(self) -> bool:
         """True while the primary is considered down and decisions come from the fallback."""
-        return self._down
+        return self._failover.degraded
 
     def hit(self, limit: Limit, key: str, cost: int = 1) -> Decision:
         """Count ``cost`` events for ``key`` if they fit within ``limit``, and decide."""
@@ -361,47 +434,25 @@ class FallbackRateLimiter:
         self.fallback.reset(limit, key)
 
     def _call(self, operation: Callable[[RateLimiter], _T]) -> _T:
-        now = self._clock()
-        with self._lock:
-            if not self._down:
-                use_primary, probe = True, False
-            elif now >= self._retry_at and not self._probing:
-                use_primary = probe = self._probing = True
-            else:
-                use_primary = probe = False
-        if use_primary:
-            try:
-                result = operation(self.primary)
-            except self._errors as exc:
-                self._primary_failed(exc, probe)
-            else:
-                if probe:
-                    self._primary_recovered()
-                return result
-        return operation(self.fallback)
-
-    def _primary_failed(self, exc: BaseException, probe: bool) -> None:
-        now = self._clock()
-        with self._lock:
-            if probe:
-                self._probing = False
-            self._down = True
-            self._retry_at = now + self._backoff
-            if self._logged_at is not None and now - self._logged_at < self._log_interval:
-                self._unlogged_failures += 1
-                return
-            self._logged_at, suppressed, self._unlogged_failures = now, self._unlogged_failures, 0
-        logger.warning(
-            "rate limiter: primary unavailable (%s: %s), limiting in-process%s",
-            type(exc).__name__,
-            exc,
-            f" ({suppressed} failures since the last report)" if suppressed else "",
+        return self._failover.call(
+            lambda: operation(self.primary), lambda: operation(self.fallback)
         )
 
-    def _primary_recovered(self) -> None:
-        with self._lock:
-            self._down = self._probing = False
-        logger.info("rate limiter: primary is back in use")
+
+def fast_redis_client(
+    url: str, timeout_seconds: float = DEFAULT_REDIS_TIMEOUT_SECONDS
+) -> redis.Redis:
+    """A client that gives up at once (short timeouts, no retries): the shared one waits and
+    retries for seconds, which would hold a scan hostage to a dead Redis; a healthy one answers
+    in well under a millisecond."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_error=[],
+        health_check_interval=0,
+    )
 
 
 def _limiter_client(client: redis.Redis, timeout_seconds: float) -> redis.Redis:
