@@ -22,13 +22,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 import threading
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
@@ -44,6 +42,7 @@ from campaigns.payouts import (
 )
 from core.db import UTCDateTime, fetch_all, utcnow
 from core.errors import YimaError
+from core.keyring import open_sealed, seal
 from core.runtime import Runtime
 from core.services import data_key, tenant_timezone
 
@@ -307,13 +306,8 @@ def claim_goods(
         {"name": parcel.name, "phone": parcel.phone, "address": parcel.address},
         ensure_ascii=False,
     ).encode()
-    nonce = secrets.token_bytes(12)
-    row.shipping_sealed = (
-        b"\x01"
-        + nonce
-        + AESGCM(_claim_key(session, runtime, tenant_id)).encrypt(
-            nonce, body, f"claim:{row.id}".encode()
-        )
+    row.shipping_sealed = seal(
+        _claim_key(session, runtime, tenant_id), body, f"claim:{row.id}".encode()
     )
     row.status = "claimed"
     row.updated_at = now
@@ -325,9 +319,10 @@ def shipping_of(session: Session, runtime: Runtime, row: Fulfilment) -> dict[str
     """The claim's shipping details, unsealed (for the brand's fulfilment team)."""
     if row.shipping_sealed is None:
         return None
-    sealed = row.shipping_sealed
-    body = AESGCM(_claim_key(session, runtime, row.tenant_id)).decrypt(
-        sealed[1:13], sealed[13:], f"claim:{row.id}".encode()
+    body = open_sealed(
+        _claim_key(session, runtime, row.tenant_id),
+        row.shipping_sealed,
+        f"claim:{row.id}".encode(),
     )
     found: dict[str, str] = json.loads(body)
     return found

@@ -18,11 +18,9 @@ one answer. Equal priority over overlapping windows is a 422 ``campaign_overlap`
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from collections.abc import Sequence
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -37,13 +35,13 @@ from campaigns.fairness import new_seed, seed_commitment
 from campaigns.live import forget_campaigns
 from campaigns.models import MAX_SHARDS, BudgetShard, Campaign, Prize, StockShard
 from core.db import utcnow
+from core.keyring import open_sealed, seal
 from core.runtime import Runtime
 from core.services import data_key
 
 STOCK_SHARDS = MAX_SHARDS  # a prize's stock is split in up to this many rows
 BUDGET_SHARDS = MAX_SHARDS
 LIVE = ("scheduled", "running")
-_SEAL_VERSION = b"\x01"
 
 
 # --- the seed, sealed under the brand's data key -----------------------------------------------
@@ -59,15 +57,11 @@ def _seed_key(session: Session, runtime: Runtime, tenant_id: int) -> bytes:
 
 
 def seal_seed(key: bytes, campaign_id: int, seed: bytes) -> bytes:
-    nonce = secrets.token_bytes(12)
-    aad = f"campaign:{campaign_id}".encode()
-    return _SEAL_VERSION + nonce + AESGCM(key).encrypt(nonce, seed, aad)
+    return seal(key, seed, f"campaign:{campaign_id}".encode())
 
 
 def open_seed(key: bytes, campaign_id: int, sealed: bytes) -> bytes:
-    if sealed[:1] != _SEAL_VERSION:
-        raise ValueError("unknown seed seal version")
-    return AESGCM(key).decrypt(sealed[1:13], sealed[13:], f"campaign:{campaign_id}".encode())
+    return open_sealed(key, sealed, f"campaign:{campaign_id}".encode())
 
 
 def campaign_seed(session: Session, runtime: Runtime, campaign: Campaign) -> bytes | None:

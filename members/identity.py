@@ -28,9 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from core.db import after_commit, utcnow
 from core.errors import ConflictError, ValidationFailedError
+from core.keyring import SealError, open_sealed, seal
 from core.models import Tenant
 from core.runtime import Runtime
 from core.services import data_key, get_tenant_by_slug, tenant_today
@@ -56,7 +55,6 @@ from members.tiers import check_upgrade
 
 _SEPARATORS = re.compile(r"[\s\-()]")
 _CN_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
-CIPHER_VERSION = b"\x01"
 
 
 def normalize_phone(text: object) -> str:
@@ -106,8 +104,7 @@ class PhoneVault:
         return hmac.new(key, national[:7].encode(), hashlib.sha256).hexdigest()[:16]
 
     def seal(self, phone: str) -> bytes:
-        nonce = secrets.token_bytes(12)
-        return CIPHER_VERSION + nonce + AESGCM(self.seal_key).encrypt(nonce, phone.encode(), None)
+        return seal(self.seal_key, phone.encode())
 
     def code_hash(self, phone_hash: str, code: str) -> str:
         """The keyed hash a one-time code is stored as, bound to the phone it was sent to."""
@@ -115,12 +112,10 @@ class PhoneVault:
         return hmac.new(key, f"{phone_hash}:{code}".encode(), hashlib.sha256).hexdigest()
 
     def open(self, sealed: bytes) -> str:
-        if sealed[:1] != CIPHER_VERSION:
-            raise ValueError("unknown phone cipher version")
         try:
-            return AESGCM(self.seal_key).decrypt(sealed[1:13], sealed[13:], None).decode()
-        except InvalidTag as exc:
-            raise ValueError("the phone does not open under this tenant's key") from exc
+            return open_sealed(self.seal_key, sealed).decode()
+        except SealError as exc:
+            raise ValueError(f"the phone does not open under this tenant's key: {exc}") from exc
 
 
 # --- a tenant's phone keys, kept per process ----------------------------------------------------
