@@ -233,6 +233,11 @@ def enrol_member(
     phone_hash = vault.lookup_hash(phone)
     found = member_by_phone_hash(session, tenant_id=tenant_id, phone_hash=phone_hash)
     if found is not None:
+        if found.phone_block is None:
+            # Members enrolled before the phone block was kept (migration 0007) get it at their
+            # next sign-in, so the reward-fraud rule on number blocks sees them too.
+            found.phone_block = vault.block_hash(phone)
+            session.flush()
         return Enrolled(found, False)
     referrer_id = _referrer_of(session, tenant_id, referral_code)
     for _attempt in range(16):

@@ -144,6 +144,22 @@ def test_a_member_is_enrolled_once_per_phone_with_a_referral_code_of_its_own(
         assert field in caught.value.errors
 
 
+def test_a_member_enrolled_without_a_phone_block_gets_it_at_the_next_sign_in(
+    runtime: Runtime, brand: Brand
+) -> None:
+    """Members from before the block was kept: the reward-fraud rule on number blocks sees them
+    once they sign in again."""
+    first = enrol(runtime, brand.tenant_id, "13812345678").member
+    with runtime.db.unit_of_work() as session:
+        member = session.get(Member, first.id)
+        assert member is not None and member.phone_block is not None
+        expected, member.phone_block = member.phone_block, None
+    assert enrol(runtime, brand.tenant_id, "138 1234 5678").member.phone_block == expected
+    with runtime.db.read_only() as session:
+        member = session.get(Member, first.id)
+        assert member is not None and member.phone_block == expected
+
+
 def test_a_referral_code_names_the_referrer_who_is_rewarded(runtime: Runtime, brand: Brand) -> None:
     def referral_points(member_id: int) -> list[tuple[str, int]]:
         with runtime.db.read_only() as session:
