@@ -7,7 +7,7 @@ PORT   ?= 8000
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/yima: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ lint: install ## ruff (lint + format), mypy and the import-linter boundary contr
 bench: install ## Run every benchmark under bench/ (figures go in the README)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+screenshots: install ## Build a demo brand with a month of data and save a PNG of every dashboard page in var/screenshots/
+	$(BIN)/python -m yima.screenshots --out var/screenshots
+
 clean: ## Remove the virtualenv, caches and the embedded data under var/
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install run test lint bench clean
+.PHONY: help install run test lint bench screenshots clean

@@ -11,6 +11,20 @@ from anti_fraud.diversion import (
     review_diversion_alert,
 )
 from anti_fraud.errors import RateLimitedError, ScanNotFoundError
+from anti_fraud.notify import notify_alerts
+from anti_fraud.rollups import (
+    Refreshed,
+    ScanFilter,
+    ScanSeries,
+    counterfeit_summary,
+    diversion_by_distributor,
+    refresh_scan_rollups,
+    rollup_lag,
+    scan_map,
+    scan_series,
+    scans_by_batch,
+    unique_scanners,
+)
 from anti_fraud.services import (
     ScanOutcome,
     ScanRequest,
@@ -39,12 +53,17 @@ def api_blueprint() -> Blueprint:
 
 __all__ = [
     "RateLimitedError",
+    "Refreshed",
+    "ScanFilter",
     "ScanNotFoundError",
     "ScanOutcome",
     "ScanRequest",
+    "ScanSeries",
     "Thresholds",
     "add_to_blacklist",
     "api_blueprint",
+    "counterfeit_summary",
+    "diversion_by_distributor",
     "diversion_of",
     "evaluate_alerts",
     "evaluate_diversion",
@@ -57,9 +76,16 @@ __all__ = [
     "locate_point",
     "located_of",
     "note_invalid_scan",
+    "notify_alerts",
     "place_label",
     "record_valid_scan",
     "refine_location",
+    "refresh_scan_rollups",
     "review_diversion_alert",
+    "rollup_lag",
+    "scan_map",
+    "scan_series",
+    "scans_by_batch",
+    "unique_scanners",
     "update_thresholds",
 ]

@@ -232,10 +232,15 @@ def list_diversion_alerts(
 
 
 def get_diversion_alert_or_raise(
-    session: Session, *, tenant_id: int, alert_id: int
+    session: Session, *, tenant_id: int, alert_id: int, distributor_id: int | None = None
 ) -> DiversionAlert:
+    """The tenant's alert (with ``distributor_id``: only if it names that distributor)."""
     alert = session.get(DiversionAlert, alert_id)
-    if alert is None or alert.tenant_id != tenant_id:
+    if (
+        alert is None
+        or alert.tenant_id != tenant_id
+        or (distributor_id is not None and alert.distributor_id != distributor_id)
+    ):
         raise DiversionAlertNotFoundError(f"no diversion alert {alert_id}")
     return alert
 

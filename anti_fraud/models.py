@@ -14,10 +14,13 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     Float,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
+    SmallInteger,
     String,
     UniqueConstraint,
     text,
@@ -230,3 +233,144 @@ class DiversionAlert(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(200))
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     review_note: Mapped[str] = mapped_column(String(1000), default="")
+
+
+# --- rollups for the dashboards (anti_fraud/rollups.py keeps them up to date) ----------------
+
+
+class ScanHour(Base):
+    """Scans per UTC hour, batch, verdict and diversion flag: the time series and verdict mix.
+
+    ``batch_id`` and ``product_id`` are 0 for a code that failed verification; ``diverted`` is 1
+    for a scan outside its distributor's regions (0: inside, or cannot tell).
+    """
+
+    __tablename__ = "anti_fraud_scan_hours"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    verdict: Mapped[str] = mapped_column(String(20), primary_key=True)
+    diverted: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    product_id: Mapped[int] = mapped_column(Integer)
+    scans: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScanDay(Base):
+    """Scans per brand-local day, batch, verdict and diversion flag: series by day over long
+    periods (a quarter is about a thousand rows a batch), and scans per batch."""
+
+    __tablename__ = "anti_fraud_scan_days"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    verdict: Mapped[str] = mapped_column(String(20), primary_key=True)
+    diverted: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    product_id: Mapped[int] = mapped_column(Integer)
+    scans: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScanPlace(Base):
+    """Scans per brand-local day, batch, place (country, ISO 3166-2 province), verdict,
+    diversion flag and distributor: the map, every figure filtered by region, and diversion by
+    distributor. Unknown places and distributors are stored as "" and 0 (a primary key holds no
+    NULL)."""
+
+    __tablename__ = "anti_fraud_scan_places"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    country: Mapped[str] = mapped_column(String(2), primary_key=True)
+    province: Mapped[str] = mapped_column(String(16), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(20), primary_key=True)
+    diverted: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    distributor_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    product_id: Mapped[int] = mapped_column(Integer)
+    scans: Mapped[int] = mapped_column(BigInteger)
+
+
+class ScannerSketch(Base):
+    """Distinct scanners (devices) per brand-local day and batch as a HyperLogLog sketch:
+    ``registers`` holds 2^12 one-byte registers; sketches merge by taking the larger register,
+    so any period and set of batches is counted from them (anti_fraud/sketches.py)."""
+
+    __tablename__ = "anti_fraud_scanner_sketches"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    registers: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class RollupCursor(Base):
+    """How far a rollup has counted the scans (core/rollups.py: watermark and gaps)."""
+
+    __tablename__ = "anti_fraud_rollup_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# --- alert notifications (anti_fraud/notify.py) ------------------------------------------------
+
+NOTIFY_CHANNELS = ("email", "webhook")
+NOTIFY_KINDS = (*ALERT_KINDS, "diversion")
+NOTIFICATION_STATUSES = ("pending", "retry", "sent", "failed")
+
+
+class AlertRule(Base):
+    """Whom to tell of which alerts: alerts of ``kinds`` at or above the thresholds go to the
+    e-mail addresses or the webhook in ``target``."""
+
+    __tablename__ = "anti_fraud_alert_rules"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        CheckConstraint(f"channel IN {NOTIFY_CHANNELS!r}", name="channel"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("core_tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(100))
+    kinds: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # An alert counting this many codes / scans (forged clusters, clones), or a diversion alert
+    # scoring this much, is notified once.
+    min_count: Mapped[int] = mapped_column(Integer, default=1)
+    min_score: Mapped[float] = mapped_column(Float, default=1.0)
+    channel: Mapped[str] = mapped_column(String(8))
+    target: Mapped[str] = mapped_column(String(1000))  # addresses, comma-separated; or a URL
+    # The webhook's signing secret, sealed under the brand's data key (core.keyring.seal).
+    secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Notification(Base):
+    """The outbox of alert notifications: one row per (rule, alert), worked until sent or given
+    up, never sent twice by two workers (the row is locked while it is sent)."""
+
+    __tablename__ = "anti_fraud_notifications"
+    __table_args__ = (
+        UniqueConstraint("rule_id", "event_key"),
+        CheckConstraint(f"status IN {NOTIFICATION_STATUSES!r}", name="status"),
+        Index("ix_anti_fraud_notifications_due", "status", "next_attempt_at"),
+        Index("ix_anti_fraud_notifications_tenant", "tenant_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("core_tenants.id", ondelete="CASCADE"))
+    rule_id: Mapped[int] = mapped_column(
+        ForeignKey("anti_fraud_alert_rules.id", ondelete="CASCADE")
+    )
+    event_key: Mapped[str] = mapped_column(String(64))  # alert:<id> | diversion:<id> | test:<n>
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -5,9 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from anti_fraud.models import Alert, BlacklistEntry, BlacklistReason, DiversionAlert, Scan
+from anti_fraud.models import (
+    NOTIFY_CHANNELS,
+    NOTIFY_KINDS,
+    Alert,
+    AlertRule,
+    BlacklistEntry,
+    BlacklistReason,
+    DiversionAlert,
+    Notification,
+    Scan,
+)
 
 
 class BlacklistIn(BaseModel):
@@ -170,3 +180,81 @@ class ReviewIn(BaseModel):
 
     status: Literal["open", "confirmed", "dismissed"]
     note: str = Field(default="", max_length=1000)
+
+
+# --- alert rules and notifications ------------------------------------------------------------
+
+
+class AlertRuleIn(BaseModel):
+    """A rule as the brand writes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    kinds: list[str] = Field(min_length=1, max_length=len(NOTIFY_KINDS))
+    min_count: int = Field(default=1, ge=1, le=1_000_000)
+    min_score: float = Field(default=1.0, ge=0.0, le=1_000_000.0)
+    channel: str
+    target: str = Field(min_length=3, max_length=1000)
+    enabled: bool = True
+
+    @field_validator("kinds")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(NOTIFY_KINDS))
+        if unknown:
+            raise ValueError(f"unknown kinds {unknown}; one of {list(NOTIFY_KINDS)}")
+        return sorted(set(value))
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        if value not in NOTIFY_CHANNELS:
+            raise ValueError(f"must be one of {list(NOTIFY_CHANNELS)}")
+        return value
+
+
+class AlertRuleOut(BaseModel):
+    id: int
+    name: str
+    kinds: list[str]
+    min_count: int
+    min_score: float
+    channel: str
+    target: str
+    enabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    # The webhook's signing secret: only in the answer that made (or rotated) it.
+    secret: str | None = None
+
+    @classmethod
+    def of(cls, rule: AlertRule, secret: str | None = None) -> AlertRuleOut:
+        out = cls.model_validate(rule, from_attributes=True)
+        return out.model_copy(update={"secret": secret})
+
+
+class AlertRuleList(BaseModel):
+    items: list[AlertRuleOut]
+
+
+class NotificationOut(BaseModel):
+    id: int
+    rule_id: int
+    event_key: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_error: str | None
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, row: Notification) -> NotificationOut:
+        return cls.model_validate(row, from_attributes=True)
+
+
+class NotificationPage(BaseModel):
+    items: list[NotificationOut]
+    next_after: int | None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from anti_fraud import alerts, diversion
+from anti_fraud import alerts, diversion, notify, rollups
 from anti_fraud.partitions import ensure_partitions
 from core.db import utcnow
 from core.runtime import get_runtime
@@ -23,3 +23,15 @@ def evaluate_diversion() -> int:
 def ensure_scan_partitions() -> int:
     with get_runtime().db.engine.begin() as conn:
         return len(ensure_partitions(conn, around=utcnow(), months_before=0, months_ahead=3))
+
+
+@celery_app.task(name="anti_fraud.refresh_scan_rollups", acks_late=True)
+def refresh_scan_rollups() -> int:
+    return rollups.refresh_scan_rollups(get_runtime()).scans
+
+
+@celery_app.task(name="anti_fraud.notify_alerts", acks_late=True)
+def notify_alerts() -> tuple[int, int]:
+    """New alerts to the rules' outbox, and what is due sent (idempotent: rows are unique per
+    rule and alert, and each is sent under its row lock)."""
+    return notify.notify_alerts(get_runtime())

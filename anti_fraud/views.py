@@ -9,10 +9,20 @@ from typing import Any
 from flask import Blueprint, request
 
 import codegen
-from anti_fraud import alerts, diversion, schemas, services
-from core.auth import audit, current_principal, requires
-from core.errors import ValidationFailedError
-from core.openapi import PAGINATION, next_after, operation, page_args, parse_body, query_int
+import traceability
+from anti_fraud import alerts, diversion, notify, schemas, services
+from anti_fraud.models import NOTIFICATION_STATUSES
+from core.auth import Principal, audit, caller_with, current_principal, requires
+from core.errors import PermissionDeniedError, ValidationFailedError
+from core.openapi import (
+    PAGINATION,
+    next_after,
+    operation,
+    page_args,
+    parse_body,
+    query_int,
+    secured,
+)
 from core.web import app_runtime, db_session
 
 api = Blueprint("anti_fraud_api", __name__)
@@ -233,6 +243,18 @@ def _query_time(name: str) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _diversion_reader() -> tuple[Principal, int | None]:
+    """The caller of a diversion read and, for a distributor (its key or console user), the
+    distributor whose alerts alone it may see."""
+    principal = current_principal()
+    if principal.role != "distributor":
+        return caller_with("read"), None
+    acting = traceability.distributor_of_principal(db_session(), principal)
+    if acting is None:
+        raise PermissionDeniedError("this key is not bound to a distributor")
+    return principal, acting
+
+
 @api.get("/diversion/alerts")
 @operation(
     "Diversion alerts: evidence per distributor and shipment, scored, with a review state",
@@ -247,16 +269,22 @@ def _query_time(name: str) -> dt.datetime | None:
         "status": {"type": "string", "enum": ["open", "confirmed", "dismissed"]},
     },
 )
-@requires("read")
+@secured
 def list_diversion_alerts() -> Any:
+    principal, acting = _diversion_reader()
     limit, after = page_args()
+    distributor_id = query_int("distributor_id", low=1)
+    if acting is not None:
+        if distributor_id not in (None, acting):
+            raise PermissionDeniedError("a distributor sees its own diversion alerts only")
+        distributor_id = acting
     items = list(
         diversion.list_diversion_alerts(
             db_session(),
-            tenant_id=current_principal().tenant_id,
+            tenant_id=principal.tenant_id,
             after_id=after,
             limit=limit,
-            distributor_id=query_int("distributor_id", low=1),
+            distributor_id=distributor_id,
             region=request.args.get("region") or None,
             since=_query_time("since"),
             until=_query_time("until"),
@@ -275,11 +303,12 @@ def list_diversion_alerts() -> Any:
     tag="diversion",
     response=schemas.DiversionAlertDetailOut,
 )
-@requires("read")
+@secured
 def get_diversion_alert(alert_id: int) -> Any:
+    principal, acting = _diversion_reader()
     session = db_session()
     alert = diversion.get_diversion_alert_or_raise(
-        session, tenant_id=current_principal().tenant_id, alert_id=alert_id
+        session, tenant_id=principal.tenant_id, alert_id=alert_id, distributor_id=acting
     )
     return schemas.DiversionAlertDetailOut(
         **schemas.DiversionAlertOut.of(alert).model_dump(),
@@ -315,3 +344,125 @@ def review_diversion_alert(alert_id: int) -> Any:
         detail=body.model_dump(),
     )
     return schemas.DiversionAlertOut.of(alert).model_dump(mode="json")
+
+
+# --- alert rules: whom to tell of which alerts (anti_fraud/notify.py) --------------------------
+
+RULES_TAG = "alert-rules"
+
+
+@api.get("/alert-rules")
+@operation("The brand's alert rules", tag=RULES_TAG, response=schemas.AlertRuleList)
+@requires("read")
+def list_alert_rules() -> Any:
+    rules = notify.list_rules(db_session(), tenant_id=current_principal().tenant_id)
+    return schemas.AlertRuleList(items=[schemas.AlertRuleOut.of(r) for r in rules]).model_dump(
+        mode="json"
+    )
+
+
+@api.post("/alert-rules")
+@operation(
+    "Add a rule: alerts of these kinds at or above the thresholds go to e-mail addresses or a "
+    "webhook (a webhook's signing secret is in this answer only)",
+    tag=RULES_TAG,
+    body=schemas.AlertRuleIn,
+    response=schemas.AlertRuleOut,
+    status=201,
+    errors=(409, 415),
+)
+@requires("alert_rules")
+def create_alert_rule() -> Any:
+    body = parse_body(schemas.AlertRuleIn)
+    saved = notify.create_rule(
+        db_session(), app_runtime(), tenant_id=current_principal().tenant_id, body=body
+    )
+    audit("alert_rules.create", target_type="alert_rule", target_id=saved.rule.id)
+    return schemas.AlertRuleOut.of(saved.rule, saved.secret).model_dump(mode="json"), 201
+
+
+@api.put("/alert-rules/<id:rule_id>")
+@operation(
+    "Replace a rule's settings (?rotate_secret=true: a new webhook secret, in this answer only)",
+    tag=RULES_TAG,
+    body=schemas.AlertRuleIn,
+    response=schemas.AlertRuleOut,
+    query={"rotate_secret": {"type": "boolean"}},
+    errors=(409, 415),
+)
+@requires("alert_rules")
+def update_alert_rule(rule_id: int) -> Any:
+    body = parse_body(schemas.AlertRuleIn)
+    rotate = request.args.get("rotate_secret", "false")
+    if rotate not in ("true", "false"):
+        raise ValidationFailedError.field("rotate_secret", "true or false")
+    saved = notify.update_rule(
+        db_session(),
+        app_runtime(),
+        tenant_id=current_principal().tenant_id,
+        rule_id=rule_id,
+        body=body,
+        rotate_secret=rotate == "true",
+    )
+    audit(
+        "alert_rules.update",
+        target_type="alert_rule",
+        target_id=rule_id,
+        detail={"rotated_secret": saved.secret is not None},
+    )
+    return schemas.AlertRuleOut.of(saved.rule, saved.secret).model_dump(mode="json")
+
+
+@api.delete("/alert-rules/<id:rule_id>")
+@operation("Remove a rule and its notifications", tag=RULES_TAG, status=204)
+@requires("alert_rules")
+def delete_alert_rule(rule_id: int) -> Any:
+    notify.delete_rule(db_session(), tenant_id=current_principal().tenant_id, rule_id=rule_id)
+    audit("alert_rules.delete", target_type="alert_rule", target_id=rule_id)
+    return "", 204
+
+
+@api.post("/alert-rules/<id:rule_id>/test")
+@operation(
+    "Send a test notification through the rule now; the answer says whether it went",
+    tag=RULES_TAG,
+    response=schemas.NotificationOut,
+)
+@requires("alert_rules")
+def test_alert_rule(rule_id: int) -> Any:
+    row = notify.send_test(
+        db_session(), app_runtime(), tenant_id=current_principal().tenant_id, rule_id=rule_id
+    )
+    return schemas.NotificationOut.of(row).model_dump(mode="json")
+
+
+@api.get("/alert-notifications")
+@operation(
+    "Notifications sent or being retried, newest first (after: the last id of the page before)",
+    tag=RULES_TAG,
+    response=schemas.NotificationPage,
+    query={
+        **PAGINATION,
+        "rule_id": {"type": "integer", "minimum": 1},
+        "status": {"type": "string", "enum": list(NOTIFICATION_STATUSES)},
+    },
+)
+@requires("read")
+def list_alert_notifications() -> Any:
+    limit, after = page_args()
+    status = request.args.get("status")
+    if status is not None and status not in NOTIFICATION_STATUSES:
+        raise ValidationFailedError.field("status", f"one of {', '.join(NOTIFICATION_STATUSES)}")
+    rows = list(
+        notify.list_notifications(
+            db_session(),
+            tenant_id=current_principal().tenant_id,
+            rule_id=query_int("rule_id", low=1),
+            status=status,
+            after_id=after or None,
+            limit=limit,
+        )
+    )
+    return schemas.NotificationPage(
+        items=[schemas.NotificationOut.of(r) for r in rows], next_after=next_after(rows, limit)
+    ).model_dump(mode="json")

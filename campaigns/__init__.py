@@ -15,6 +15,7 @@ from campaigns.fairness import (
     seed_commitment,
     verify_commitments,
 )
+from campaigns.figures import CampaignScope, campaign_figures, campaign_scope, campaigns_overview
 from campaigns.fulfilment import payout_provider, use_payout_provider
 from campaigns.lifecycle import (
     advance_campaigns,
@@ -50,6 +51,7 @@ from campaigns.views import (
 __all__ = [
     "REWARDED_VERDICTS",
     "VERIFY_COMMAND",
+    "CampaignScope",
     "DrawView",
     "Odds",
     "PayoutProvider",
@@ -60,6 +62,9 @@ __all__ = [
     "ScanFacts",
     "ScanReward",
     "advance_campaigns",
+    "campaign_figures",
+    "campaign_scope",
+    "campaigns_overview",
     "consumer_blueprint",
     "create_campaign",
     "describe",

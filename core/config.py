@@ -62,6 +62,18 @@ class Settings(BaseSettings):
     otp_per_phone_per_day: int = Field(default=10, ge=1, le=100_000)
     otp_per_ip_per_hour: int = Field(default=20, ge=1, le=1_000_000)
     otp_checks_per_phone_per_hour: int = Field(default=20, ge=1, le=100_000)
+    # E-mail (alert notifications): none sends to the 'yima.mail' log (core/mail.py).
+    smtp_url: str | None = Field(
+        default=None, description="smtp://user:password@host:587 (or smtps://, smtp+starttls://)"
+    )
+    mail_from: str = "Yima <alerts@yima.example.com>"
+
+    # Console sign-in: sessions end after an idle spell or at an absolute limit; an e-mail is
+    # locked for a while after too many failed sign-ins (docs/console-access.md).
+    console_session_idle_minutes: int = Field(default=60, ge=5, le=24 * 60)
+    console_session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    sign_in_max_failures: int = Field(default=5, ge=3, le=100)
+    sign_in_lock_minutes: int = Field(default=15, ge=1, le=24 * 60)
 
     @field_validator("scan_host")
     @classmethod

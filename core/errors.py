@@ -78,6 +78,12 @@ class PermissionDeniedError(YimaError):
     title = "Permission denied"
 
 
+class CsrfTokenInvalidError(YimaError):
+    status = 403
+    code = "csrf_token_invalid"
+    title = "The request's CSRF token is missing or wrong"
+
+
 class ServiceUnavailableError(YimaError):
     status = 503
     code = "service_unavailable"

@@ -52,6 +52,62 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A distributor user acts for one distributor of traceability (no foreign key: core knows
+    # nothing of traceability; the console checks the id when it is set).
+    distributor_id: Mapped[int | None] = mapped_column(Integer)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_sign_in_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The TOTP secret sealed under the tenant's ``totp`` data key; set but not yet enabled
+    # while the user enrols. ``totp_last_step`` is the last time step accepted: a code is
+    # usable once (an UPDATE that only moves it forward).
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+SESSION_STAGES = ("totp", "active")
+
+
+class ConsoleSession(Base):
+    """A console sign-in: the cookie's token is stored only as its SHA-256.
+
+    ``stage`` is ``totp`` between a right password and the second factor (the session grants
+    nothing else), then ``active``. It ends at ``expires_at`` (absolute), after an idle spell
+    (``last_seen_at``), at sign-out, or when its user's password, role or status changes.
+    """
+
+    __tablename__ = "core_sessions"
+    __table_args__ = (CheckConstraint(f"stage IN {SESSION_STAGES!r}", name="stage"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("core_tenants.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("core_users.id", ondelete="CASCADE"), index=True
+    )
+    stage: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins per brand and e-mail (its SHA-256, whether or not such a user exists,
+    so a lock-out says nothing about which accounts exist)."""
+
+    __tablename__ = "core_sign_in_throttles"
+
+    tenant_id: Mapped[int] = mapped_column(
+        ForeignKey("core_tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    email_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    first_failed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class ApiKey(Base):
@@ -77,7 +133,10 @@ class AuditEntry(Base):
     """Who did what to which object; append-only."""
 
     __tablename__ = "core_audit_log"
-    __table_args__ = (Index("ix_core_audit_log_tenant_at", "tenant_id", "at"),)
+    __table_args__ = (
+        Index("ix_core_audit_log_tenant_at", "tenant_id", "at"),
+        Index("ix_core_audit_log_tenant_action", "tenant_id", "action", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     tenant_id: Mapped[int | None] = mapped_column(

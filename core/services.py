@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from werkzeug.security import check_password_hash, generate_password_hash
 
+from core import passwords
 from core.db import utcnow
 from core.errors import (
     AuthenticationRequiredError,
@@ -100,13 +100,25 @@ def create_user(
     role: str,
     password: str | None = None,
     name: str = "",
+    distributor_id: int | None = None,
 ) -> User:
+    """A console user (``password`` None: it cannot sign in until one is set)."""
     _check_role(role)
-    email = email.strip().lower()
-    if "@" not in email or len(email) > 254:
+    email = email.strip().lower() if isinstance(email, str) else ""
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or "@" in domain or len(email) > 254 or " " in email:
         raise ValidationFailedError.field("email", "must be an e-mail address")
-    if password is not None and len(password) < 8:
-        raise ValidationFailedError.field("password", "must have at least 8 characters")
+    if password is not None:
+        try:
+            passwords.check_new_password(password, email=email)
+        except ValueError as exc:
+            raise ValidationFailedError.field("password", str(exc)) from None
+    if len(name) > 200:
+        raise ValidationFailedError.field("name", "at most 200 characters")
+    if role == "distributor" and distributor_id is None:
+        raise ValidationFailedError.field(
+            "distributor_id", "a distributor user acts for one distributor: name it"
+        )
     exists = select(User.id).where(User.tenant_id == tenant_id, User.email == email)
     if session.scalar(exists) is not None:
         raise ConflictError(f"user {email} already exists", errors={"email": "already taken"})
@@ -114,8 +126,10 @@ def create_user(
         tenant_id=tenant_id,
         email=email,
         role=role,
-        name=name,
-        password_hash=generate_password_hash(password) if password else None,
+        name=name.strip(),
+        distributor_id=distributor_id if role == "distributor" else None,
+        password_hash=passwords.hash_password(password) if password else None,
+        password_changed_at=utcnow() if password else None,
     )
     session.add(user)
     session.flush()
@@ -123,7 +137,7 @@ def create_user(
 
 
 def check_user_password(user: User, password: str) -> bool:
-    return bool(user.password_hash) and check_password_hash(user.password_hash or "", password)
+    return passwords.verify_password(user.password_hash, password)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,14 +221,39 @@ def record_audit(
     return entry
 
 
-def list_audit(session: Session, *, tenant_id: int, limit: int = 100) -> Sequence[AuditEntry]:
+def list_audit(
+    session: Session,
+    *,
+    tenant_id: int,
+    limit: int = 100,
+    action: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    before_id: int | None = None,
+) -> Sequence[AuditEntry]:
+    """The tenant's audit entries, newest first: of one ``action``, at or after ``since`` and
+    before ``until``, older than the entry ``before_id`` (the keyset page)."""
+    stmt = select(AuditEntry).where(AuditEntry.tenant_id == tenant_id)
+    if action is not None:
+        stmt = stmt.where(AuditEntry.action == action)
+    if since is not None:
+        stmt = stmt.where(AuditEntry.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditEntry.at < until)
+    if before_id is not None:
+        stmt = stmt.where(AuditEntry.id < before_id)
+    return session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit)).all()
+
+
+def audit_actions(session: Session, *, tenant_id: int) -> list[str]:
+    """The actions the tenant's audit log holds (what its filter offers)."""
     stmt = (
-        select(AuditEntry)
+        select(AuditEntry.action)
         .where(AuditEntry.tenant_id == tenant_id)
-        .order_by(AuditEntry.id.desc())
-        .limit(limit)
+        .distinct()
+        .order_by(AuditEntry.action)
     )
-    return session.scalars(stmt).all()
+    return list(session.scalars(stmt).all())
 
 
 # --- tenant key versions (the key ring) -------------------------------------------------------

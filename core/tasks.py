@@ -35,12 +35,16 @@ celery_app.conf.update(
     beat_schedule={
         "resume-stalled-exports": {"task": "codegen.resume_exports", "schedule": 60.0},
         "evaluate-alerts": {"task": "anti_fraud.evaluate_alerts", "schedule": 60.0},
+        "notify-alerts": {"task": "anti_fraud.notify_alerts", "schedule": 60.0},
         "evaluate-diversion": {"task": "anti_fraud.evaluate_diversion", "schedule": 300.0},
+        "refresh-scan-rollups": {"task": "anti_fraud.refresh_scan_rollups", "schedule": 60.0},
+        "refresh-member-rollups": {"task": "members.refresh_member_rollups", "schedule": 60.0},
         "activate-pending-points": {"task": "members.activate_pending_points", "schedule": 60.0},
         "expire-points": {"task": "members.expire_points", "schedule": 3600.0},
         "review-tiers": {"task": "members.review_tiers", "schedule": 86400.0},
         "birthday-points": {"task": "members.grant_birthday_points", "schedule": 3600.0},
         "purge-sign-in-codes": {"task": "members.purge_codes", "schedule": 3600.0},
+        "purge-console-sessions": {"task": "core.purge_console_sessions", "schedule": 3600.0},
         "compute-rfm": {"task": "members.compute_rfm", "schedule": 86400.0},
         "evaluate-tags": {"task": "members.evaluate_tags", "schedule": 3600.0},
         "advance-campaigns": {"task": "campaigns.advance", "schedule": 60.0},
@@ -141,3 +145,12 @@ def wait_for_in_process_tasks() -> None:
         if not pending:
             return
         wait(pending)
+
+
+@celery_app.task(name="core.purge_console_sessions", acks_late=True)
+def purge_console_sessions() -> int:
+    """Delete console sessions and sign-in failure counts that ended 30 days ago or more."""
+    from core.accounts import purge_sessions
+
+    with get_runtime().db.unit_of_work() as session:
+        return purge_sessions(session)

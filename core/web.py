@@ -1,5 +1,6 @@
 """What every Yima Flask app shares: the runtime, one unit of work per request, problem+json
-errors, and the ``/healthz`` (alive) and ``/readyz`` (database reachable) probes."""
+errors, the ``/healthz`` (alive) and ``/readyz`` (database reachable) probes, and what pages
+share: the reader's language and the security headers."""
 
 from __future__ import annotations
 
@@ -121,3 +122,53 @@ def db_session() -> Session:
 
 def client_ip() -> str | None:
     return request.remote_addr
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+LANG_COOKIE = "yima_lang"
+_YEAR = 365 * 86400
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def page_lang() -> str:
+    """``?lang=``, else the ``yima_lang`` cookie, else Accept-Language; Chinese by default."""
+    environ = request.environ
+    if environ.get("QUERY_STRING") or environ.get("HTTP_COOKIE"):
+        chosen = request.args.get("lang") or request.cookies.get(LANG_COOKIE)
+        if chosen in ("zh", "en"):
+            return chosen
+    if not environ.get("HTTP_ACCEPT_LANGUAGE"):  # most apps send none: skip the parsing
+        return "zh"
+    return "en" if request.accept_languages.best_match(["zh", "en"]) == "en" else "zh"
+
+
+def remember_lang(response: Response, lang: str) -> Response:
+    """Keep a language chosen by ``?lang=`` in the ``yima_lang`` cookie."""
+    if request.args.get("lang") in ("zh", "en"):
+        response.set_cookie(
+            LANG_COOKIE,
+            lang,
+            max_age=_YEAR,
+            samesite="Lax",
+            secure=request.is_secure,
+        )
+    return response
+
+
+def security_headers(
+    response: Response, *, csp: str, referrer: str = "no-referrer", cache: bool = False
+) -> Response:
+    """The headers every page (and API answer) carries: its Content-Security-Policy, no
+    framing, no MIME sniffing, the referrer policy, HSTS over TLS, and ``no-store`` unless
+    ``cache``."""
+    headers = response.headers
+    headers["Content-Security-Policy"] = csp
+    headers["X-Frame-Options"] = "DENY"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = referrer
+    if request.is_secure:
+        headers["Strict-Transport-Security"] = HSTS
+    if not cache:
+        headers["Cache-Control"] = "no-store"
+    return response

@@ -37,6 +37,7 @@ from members.otp import (
     use_sms_sender,
 )
 from members.rfm import compute_rfm, members_in, rfm_of, segment_summary
+from members.rollups import expiring_points, member_days, refresh_member_rollups
 from members.services import (
     ScanReward,
     create_member,
@@ -87,18 +88,21 @@ __all__ = [
     "evaluate_tags",
     "expire_all",
     "expire_due",
+    "expiring_points",
     "get_member_by_phone",
     "get_member_or_raise",
     "get_programme",
     "grant_all_birthday_points",
     "grant_coupon",
     "member_360",
+    "member_days",
     "member_of_token",
     "member_profile",
     "members_in",
     "on_erasure",
     "open_points",
     "redeem",
+    "refresh_member_rollups",
     "reverse",
     "review_all",
     "reward_referral",

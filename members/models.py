@@ -464,3 +464,33 @@ class RfmScore(Base):
     segment: Mapped[str] = mapped_column(String(24))
     sleeping: Mapped[bool] = mapped_column(Boolean, default=False)
     computed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+# --- rollups for the dashboards (members/rollups.py keeps them up to date) --------------------
+
+
+class MemberDay(Base):
+    """Per brand-local day: members who joined and points by ledger kind (earned, spent, expired
+    as positive amounts; adjusted and reversed as the signed net of the day)."""
+
+    __tablename__ = "members_days"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    new_members: Mapped[int] = mapped_column(Integer, default=0)
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_expired: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_adjusted: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_reversed: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class RollupCursor(Base):
+    """How far a members rollup has counted its source (core/rollups.py: watermark and gaps)."""
+
+    __tablename__ = "members_rollup_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -79,3 +79,12 @@ def evaluate_tags() -> None:
 
     with get_runtime().db.unit_of_work() as session:
         evaluate(session)
+
+
+@celery_app.task(name="members.refresh_member_rollups", acks_late=True)
+def refresh_member_rollups() -> int:
+    """Count new members and ledger entries into the dashboards' daily figures (each once)."""
+    from members.rollups import refresh_member_rollups as refresh
+
+    done = refresh(get_runtime())
+    return done.members + done.entries

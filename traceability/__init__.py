@@ -16,11 +16,13 @@ from traceability.activation import (
     roll_range,
 )
 from traceability.codes import CodeRef, resolve_code, resolve_codes
+from traceability.coverage import batch_coverage
 from traceability.distributors import (
     authorised_regions,
     bind_api_key,
     create_distributor,
     distributor_of_api_key,
+    distributor_of_principal,
     get_distributor,
     get_distributor_or_raise,
     list_distributors,
@@ -71,6 +73,7 @@ __all__ = [
     "activation_state",
     "api_blueprint",
     "authorised_regions",
+    "batch_coverage",
     "bind_api_key",
     "code_trail",
     "compress",
@@ -78,6 +81,7 @@ __all__ = [
     "create_distributor",
     "describe",
     "distributor_of_api_key",
+    "distributor_of_principal",
     "get_distributor",
     "get_distributor_or_raise",
     "get_shipment_or_raise",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -27,6 +28,9 @@ from traceability.models import (
     DistributorRegion,
 )
 from traceability.regions import parse_regions
+
+if TYPE_CHECKING:
+    from core.auth import Principal
 
 MAX_DEPTH = 8
 
@@ -266,3 +270,11 @@ def distributor_of_api_key(session: Session, api_key_id: int) -> int | None:
     return session.scalar(
         select(DistributorKey.distributor_id).where(DistributorKey.api_key_id == api_key_id)
     )
+
+
+def distributor_of_principal(session: Session, principal: Principal) -> int | None:
+    """The distributor a caller with the distributor role acts for: a console user's own
+    (``principal.distributor_id``) or its API key's binding; None when it has none."""
+    if principal.api_key_id is None:
+        return principal.distributor_id
+    return distributor_of_api_key(session, principal.api_key_id)

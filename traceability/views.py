@@ -2,8 +2,9 @@
 
 Thin: parse, authorise, call a service, serialise. Every query is scoped to the caller's tenant.
 Factory and warehouse staff (admin, factory_operator keys) may do everything; analysts read;
-a distributor's key (``POST /trace/distributors/<id>/api-keys``) acts for that distributor only:
-it receives the shipments addressed to it, ships what it holds, and sees its own shipments.
+a distributor's key (``POST /trace/distributors/<id>/api-keys``) or a console user with the
+distributor role acts for that distributor only: it receives the shipments addressed to it,
+ships what it holds, and sees its own shipments.
 Handhelds and line controllers send codes as they scanned them (token, short URL or GS1
 Digital Link).
 """
@@ -44,7 +45,7 @@ from traceability.distributors import (
     authorised_regions,
     bind_api_key,
     create_distributor,
-    distributor_of_api_key,
+    distributor_of_principal,
     get_distributor_or_raise,
     list_distributors,
     own_regions,
@@ -75,12 +76,12 @@ UPLOAD_LIMIT = 16 * 1024 * 1024  # a packing upload: up to MAX_PAIRS pairs of UR
 
 
 def _caller(need: str, *, distributor_ok: bool = False) -> tuple[Principal, int | None]:
-    """The caller and, for a distributor's key, the distributor it acts for."""
+    """The caller and, for a distributor's key or user, the distributor it acts for."""
     principal = current_principal()
     if principal.role == "distributor":
         if not distributor_ok:
             raise PermissionDeniedError("a distributor's key may not do this")
-        distributor_id = distributor_of_api_key(db_session(), principal.api_key_id)
+        distributor_id = distributor_of_principal(db_session(), principal)
         if distributor_id is None:
             raise PermissionDeniedError("this key is not bound to a distributor")
         return principal, distributor_id

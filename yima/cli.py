@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 import codegen
 from core import services as core_services
 from core.errors import ValidationFailedError, YimaError
-from core.models import Tenant
+from core.models import ROLES, Tenant
 from core.runtime import Runtime, get_runtime
 from yima.campaigns_cli import register as register_campaign_commands
 
@@ -125,22 +125,118 @@ def users() -> None:
 
 
 @users.command("create")
-@tenant_option
-@click.option("--email", required=True)
 @click.option(
-    "--role",
-    required=True,
-    type=click.Choice(["admin", "factory_operator", "analyst", "distributor"]),
+    "--brand", "--tenant", "tenant_slug", help="brand (tenant) slug (default: the only one)"
 )
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+@click.option("--email", required=True)
+@click.option("--role", required=True, type=click.Choice(list(ROLES)))
+@click.option("--name", default="", help="the user's name as the console shows it")
+@click.option("--distributor", "distributor_id", type=ROW_ID, help="for --role distributor")
+@click.option(
+    "--generate-password", is_flag=True, help="make a password and print it once (no prompt)"
+)
 @handle_errors
-def users_create(tenant_slug: str | None, email: str, role: str, password: str) -> None:
+def users_create(
+    tenant_slug: str | None,
+    email: str,
+    role: str,
+    name: str,
+    distributor_id: int | None,
+    generate_password: bool,
+) -> None:
+    """Create a console user; asks for its password (or makes one with --generate-password)."""
+    from core import accounts
+
+    email = accounts.normalize_email(email)
+    password = (
+        accounts.temporary_password()
+        if generate_password
+        else click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    )
     with unit_of_work() as (_r, session):
         tenant = resolve_tenant(session, tenant_slug)
+        if role == "distributor":
+            import traceability
+
+            if distributor_id is None or not traceability.get_distributor(
+                session, tenant_id=tenant.id, distributor_id=distributor_id
+            ):
+                raise ValidationFailedError.field(
+                    "distributor", "name one of the brand's distributors with --distributor ID"
+                )
         user = core_services.create_user(
-            session, tenant_id=tenant.id, email=email, role=role, password=password
+            session,
+            tenant_id=tenant.id,
+            email=email,
+            role=role,
+            password=password,
+            name=name,
+            distributor_id=distributor_id,
         )
-        click.echo(f"user {user.email} ({user.role}) created")
+        core_services.record_audit(
+            session,
+            tenant_id=tenant.id,
+            actor=CLI_ACTOR,
+            action="user.create",
+            target_type="user",
+            target_id=user.id,
+            detail={"email": user.email, "role": role, "distributor_id": user.distributor_id},
+        )
+    click.echo(f"user {user.email} ({user.role}) created at {tenant.slug} (id {user.id})")
+    if generate_password:
+        click.echo(f"password (shown once): {password}")
+
+
+@users.command("reset-password")
+@click.option(
+    "--brand", "--tenant", "tenant_slug", help="brand (tenant) slug (default: the only one)"
+)
+@click.option("--email", required=True)
+@handle_errors
+def users_reset_password(tenant_slug: str | None, email: str) -> None:
+    """Give a user a new password, printed once (its console sessions end)."""
+    from sqlalchemy import select
+
+    from core import accounts
+    from core.models import User
+
+    email = accounts.normalize_email(email)
+    password = accounts.temporary_password()
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        user = session.scalar(select(User).where(User.tenant_id == tenant.id, User.email == email))
+        if user is None:
+            raise ValidationFailedError.field("email", f"no user {email} at {tenant.slug}")
+        accounts.set_password(
+            session, user=user, password=password, actor=CLI_ACTOR, action="user.password_reset"
+        )
+    click.echo(f"password of {email} (shown once): {password}")
+
+
+@users.command("list")
+@click.option(
+    "--brand", "--tenant", "tenant_slug", help="brand (tenant) slug (default: the only one)"
+)
+@handle_errors
+def users_list(tenant_slug: str | None) -> None:
+    """The brand's console users: id, e-mail, role, two-step sign-in, status, last sign-in."""
+    from core import accounts
+
+    with unit_of_work() as (_r, session):
+        tenant = resolve_tenant(session, tenant_slug)
+        after = 0
+        while True:
+            page = accounts.list_users(session, tenant_id=tenant.id, after_id=after, limit=200)
+            for user in page:
+                role = user.role + (f":{user.distributor_id}" if user.distributor_id else "")
+                seen = f"{user.last_sign_in_at:%Y-%m-%d %H:%M}" if user.last_sign_in_at else "never"
+                click.echo(
+                    f"{user.id}\t{user.email}\t{role}\t{'totp' if user.totp_enabled_at else '-'}"
+                    f"\t{'disabled' if user.disabled_at else 'active'}\t{seen}"
+                )
+            if len(page) < 200:
+                break
+            after = page[-1].id
 
 
 @main.group()
@@ -672,6 +768,21 @@ def members_erase(tenant_slug: str | None, member_id: int) -> None:
 
 
 @main.group()
+def alerts() -> None:
+    """Alert notifications: e-mail and webhooks by the brand's alert rules."""
+
+
+@alerts.command("notify")
+@handle_errors
+def alerts_notify() -> None:
+    """Match new alerts to the rules and send what is due now (the worker does it every minute)."""
+    import anti_fraud
+
+    added, sent = anti_fraud.notify_alerts(_runtime())
+    click.echo(f"{added} new notification(s), {sent} sent")
+
+
+@main.group()
 def diversion() -> None:
     """Diversion (窜货) alerts: evaluate the evidence, list and review alerts."""
 
@@ -738,6 +849,39 @@ def diversion_alerts(
                     f"  x{place['count']}"
                 )
         click.echo(f"{len(alerts)} alert(s)")
+
+
+@main.group()
+def rollups() -> None:
+    """The dashboards' rollups (the worker refreshes them every minute)."""
+
+
+@rollups.command("refresh")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(100, 1_000_000),
+    help="rows per transaction (default: 20,000; 5,000 on SQLite)",
+)
+@handle_errors
+def rollups_refresh(batch_size: int | None) -> None:
+    """Count the scans, members and ledger entries not yet counted (safe to run any time)."""
+    import anti_fraud
+    import members
+
+    runtime = _runtime()
+    scans = anti_fraud.refresh_scan_rollups(runtime, batch_size=batch_size)
+    click.echo(
+        f"{scans.scans:,} scan(s) counted in {scans.seconds:.1f} s "
+        f"({scans.scans / scans.seconds if scans.seconds else 0:,.0f}/s)"
+    )
+    people = members.refresh_member_rollups(runtime, batch_size=batch_size)
+    click.echo(
+        f"{people.members:,} member(s) and {people.entries:,} ledger entr(ies) counted "
+        f"in {people.seconds:.1f} s"
+    )
+    with runtime.db.read_only() as session:
+        lag = anti_fraud.rollup_lag(session)
+    click.echo(f"scans counted up to id {lag['last_scan_id']}, {lag['open_gaps']} open gap(s)")
 
 
 # --- running ----------------------------------------------------------------------------------

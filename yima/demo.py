@@ -33,6 +33,8 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
                 runtime, batch=batch, gtin=product.gtin, serial=1, host=host
             ).url
             yield f"a code to try: {local_url(url, host)}"
+            password = _console_admin(session, tenant_id=tenant.id)
+            yield from _console_lines(password)
             return
         tenant = core_services.create_tenant(session, slug=DEMO_SLUG, name="Yima Demo Tea Co.")
         issued = core_services.create_api_key(
@@ -95,6 +97,7 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
         _trace_demo(session, runtime, tenant_id=tenant.id, batch_id=short.id)
         _members_demo(session, runtime, tenant_id=tenant.id)
         _campaign_demo(session, runtime, tenant_id=tenant.id)
+        console_password = _console_admin(session, tenant_id=tenant.id)
         host = runtime.settings.scan_host
         first_url = codegen.code_for_serial(
             runtime, batch=short, gtin=product.gtin, serial=1, host=host, session=session
@@ -120,6 +123,48 @@ def build_demo(runtime: Runtime) -> Iterator[str]:
         "member pages (sign in with any 13x... mobile number; the SMS code is printed in the "
         "server's log): http://127.0.0.1:8000/m/sign-in?brand=demo"
     )
+    yield from _console_lines(console_password)
+
+
+DEMO_ADMIN_EMAIL = "admin@demo.yima.example"
+
+
+def _console_admin(session: Session, *, tenant_id: int) -> str | None:
+    """The demo brand's console admin, made once; its password (None when it existed)."""
+    from core import accounts
+
+    if accounts.list_users(session, tenant_id=tenant_id, role="admin", limit=1):
+        return None
+    password = accounts.temporary_password()
+    user = core_services.create_user(
+        session,
+        tenant_id=tenant_id,
+        email=DEMO_ADMIN_EMAIL,
+        role="admin",
+        password=password,
+        name="Demo admin",
+    )
+    core_services.record_audit(
+        session,
+        tenant_id=tenant_id,
+        actor="demo",
+        action="user.create",
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email, "role": "admin"},
+    )
+    return password
+
+
+def _console_lines(password: str | None) -> Iterator[str]:
+    yield f"console: http://127.0.0.1:8000/console/  brand {DEMO_SLUG}, e-mail {DEMO_ADMIN_EMAIL}"
+    if password is not None:
+        yield f"  console password (admin, shown once): {password}"
+    else:
+        yield (
+            "  (its password was printed when the demo was built; "
+            f"yima users reset-password --brand {DEMO_SLUG} --email {DEMO_ADMIN_EMAIL})"
+        )
 
 
 def _trace_demo(session: Session, runtime: Runtime, *, tenant_id: int, batch_id: int) -> None:

@@ -1,16 +1,19 @@
 """What the browser tests share: Debian's Chromium driven by Playwright (never a downloaded
-browser), and the scan app served on a free port of 127.0.0.1 for the test's runtime."""
+browser), and the apps served on a free port of 127.0.0.1 for the test's runtime."""
 
 from __future__ import annotations
 
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.serving import make_server
+from werkzeug.wrappers import Response
 
 import scan_service
 from core.runtime import Runtime
@@ -51,9 +54,10 @@ class InFlight:
             return self.idle.wait_for(lambda: self.count == 0, timeout)
 
 
-@pytest.fixture
-def server(runtime: Runtime) -> Iterator[str]:
-    app = InFlight(scan_service.create_app())
+@contextmanager
+def serving(wsgi_app: Any) -> Iterator[str]:
+    """``wsgi_app`` served on a free port of 127.0.0.1 in a thread; its base URL."""
+    app = InFlight(wsgi_app)
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -64,8 +68,38 @@ def server(runtime: Runtime) -> Iterator[str]:
         httpd.server_close()
         thread.join(timeout=10)
         # A request still being answered holds a database connection: let it finish before the
-        # runtime (this fixture's dependency) is closed, or the connection outlives its pool.
+        # runtime (the fixtures' dependency) is closed, or the connection outlives its pool.
         app.wait_idle(timeout=30)
+
+
+@pytest.fixture
+def server(runtime: Runtime) -> Iterator[str]:
+    """The scan app; its base URL."""
+    with serving(scan_service.create_app()) as url:
+        yield url
+
+
+@pytest.fixture
+def console_server(runtime: Runtime) -> Iterator[str]:
+    """The console app under /console, as ``yima serve`` mounts it; its base URL."""
+    import console
+
+    mounted = DispatcherMiddleware(
+        Response("not here", status=404), {"/console": console.create_app()}
+    )
+    with serving(mounted) as url:
+        yield f"{url}/console"
+
+
+@pytest.fixture
+def both_apps(runtime: Runtime) -> Iterator[str]:
+    """The scan app at / and the console at /console; the base URL."""
+    import console
+
+    with serving(
+        DispatcherMiddleware(scan_service.create_app(), {"/console": console.create_app()})
+    ) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import console
 from tests.conftest import MASTER_KEY
 
 YIMA = [sys.executable, "-m", "yima.cli"]
@@ -160,6 +162,26 @@ def test_demo_builds_a_brand_with_print_files(yima, tmp_path: Path) -> None:  # 
     assert any(f.endswith(".csv") for f in files) and any(f.endswith(".pdf") for f in files)
     again = yima("demo").stdout
     assert "already set up" in again
+    # A console admin, its password printed once: it signs in to the console.
+    email = re.search(r"e-mail (\S+@\S+)", out)
+    password = re.search(r"console password \(admin, shown once\): (\S+)", out)
+    assert email and password and "http://127.0.0.1:8000/console/" in out
+    assert "console password" not in again and "yima users reset-password" in again
+    with console.create_app().test_client() as client:
+        page = client.get("/sign-in")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        answer = client.post(
+            "/sign-in",
+            data={
+                "csrf_token": token.group(1),
+                "brand": "demo",
+                "email": email.group(1),
+                "password": password.group(1),
+            },
+        )
+        assert answer.status_code == 303
+        assert "Yima Demo Tea Co." in client.get("/").text
     # The demo's first tin went from the line to a Hangzhou dealer; the command tells it.
     code = next(line.split()[-1] for line in out.splitlines() if "printed short code" in line)
     journey = yima("trace", "journey", "--lang", "en", code).stdout
