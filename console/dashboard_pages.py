@@ -40,6 +40,7 @@ dashboard_pages = Blueprint("dashboard_pages", __name__)
 
 ECHARTS = "vendor/echarts-6.1.0.min.js"
 CHINA_MAP = "vendor/china-provinces.json"
+WORLD_MAP = "vendor/world-countries.json"  # outlines named by ISO code (console/maps)
 OPTIONS_LIMIT = 200  # products, batches, campaigns offered in the filter bar
 FILTER_KEYS = ("from", "to", "sku", "batch_id", "region", "campaign_id")
 PRESETS = (("today", 1), ("7d", 7), ("30d", 30), ("90d", 90))
@@ -247,6 +248,7 @@ def _dashboard(name: str) -> Response:
     }
     if name == "map":
         config["map_url"] = shell.static_url(CHINA_MAP)
+        config["world_map_url"] = shell.static_url(WORLD_MAP)
     if name == "production":
         config["products"] = {
             p.id: p.name

@@ -260,14 +260,56 @@
 
   let mapData = null;
   let mapReady = null;
+  let worldCodes = [];
 
   function loadMap() {
     if (!mapReady) {
-      mapReady = fetch(config.map_url, { credentials: "same-origin" })
+      const load = (name, url) => fetch(url, { credentials: "same-origin" })
         .then((r) => r.json())
-        .then((geo) => { echarts.registerMap("china", geo); });
+        .then((geo) => {
+          echarts.registerMap(name, geo);
+          return geo.features.map((f) => f.properties.name).filter((n) => n !== "-");
+        });
+      mapReady = Promise.all([load("china", config.map_url), load("world", config.world_map_url)])
+        .then(([, world]) => { worldCodes = world; });
     }
     return mapReady;
+  }
+
+  // Colour bands on a rough log scale (a few places hold most scans): zero stays grey.
+  function bands(metric, top) {
+    const cuts = [1, Math.ceil(top / 27), Math.ceil(top / 9), Math.ceil(top / 3)]
+      .filter((v, i, all) => i === 0 || v > all[i - 1]);
+    return [{ value: 0, label: "0", color: "#f2f3f5" }].concat(cuts.map((low, i) => {
+      const high = i + 1 < cuts.length ? cuts[i + 1] - 1 : top;
+      return {
+        min: low, max: high, color: SCALES[metric][i + (4 - cuts.length)],
+        label: low === high ? num(low) : num(low) + " – " + num(high),
+      };
+    }));
+  }
+
+  // The world by country (the outlines are named by ISO code, as the scans are).
+  function drawWorld(metric) {
+    // Every country is in the data (0 when none scanned there), as every province is in China's.
+    const byCode = {};
+    worldCodes.forEach((code) => { byCode[code] = 0; });
+    mapData.countries.forEach((c) => { if (c.country) byCode[c.country] = (byCode[c.country] || 0) + (c[metric] || 0); });
+    const values = Object.keys(byCode).map((code) => ({ name: code, value: byCode[code] }));
+    const top = Math.max(1, ...values.map((x) => x.value));
+    chart("chart-world", {
+      tooltip: {
+        trigger: "item",
+        formatter: (p) => (p.name === "-" ? "" : country(p.name) + "<br>" + T[metric] + ": " + num(p.value || 0)),
+      },
+      visualMap: { type: "piecewise", pieces: bands(metric, top), left: 8, bottom: 8, itemWidth: 14, itemHeight: 10 },
+      series: [{
+        name: T[metric], type: "map", map: "world", roam: true, data: values,
+        emphasis: { label: { show: false }, itemStyle: { areaColor: "#ffe4ba" } },
+        itemStyle: { borderColor: "#ffffff", borderWidth: 0.5, areaColor: "#f2f3f5" },
+        label: { show: false },
+      }],
+    });
   }
 
   function drawMap(metric) {
@@ -278,17 +320,7 @@
       if (known) byName[known.map] += p[metric];
     });
     const values = Object.keys(byName).map((name) => ({ name: name, value: byName[name] }));
-    const top = Math.max(1, ...values.map((x) => x.value));
-    // Bands on a rough log scale (a few provinces hold most scans): zero stays grey.
-    const cuts = [1, Math.ceil(top / 27), Math.ceil(top / 9), Math.ceil(top / 3)]
-      .filter((v, i, all) => i === 0 || v > all[i - 1]);
-    const pieces = [{ value: 0, label: "0", color: "#f2f3f5" }].concat(cuts.map((low, i) => {
-      const high = i + 1 < cuts.length ? cuts[i + 1] - 1 : top;
-      return {
-        min: low, max: high, color: SCALES[metric][i + (4 - cuts.length)],
-        label: low === high ? num(low) : num(low) + " – " + num(high),
-      };
-    }));
+    const pieces = bands(metric, Math.max(1, ...values.map((x) => x.value)));
     const labels = {};
     Object.keys(config.provinces).forEach((iso) => { labels[config.provinces[iso].map] = config.provinces[iso].label; });
     chart("chart-map", {
@@ -302,6 +334,7 @@
         label: { show: false }, layoutCenter: ["50%", "58%"], layoutSize: "112%",
       }],
     });
+    drawWorld(metric);
     root.setAttribute("data-metric", metric);
   }
 

@@ -116,16 +116,16 @@ def _series_total(page: Any, chart_id: str, series: int = 0) -> Any:
     )
 
 
-def _fill(page: Any, name: str) -> Any:
-    """The colour the map paints a province (its feature name: 江苏, 西藏)."""
+def _fill(page: Any, name: str, chart: str = "chart-map") -> Any:
+    """The colour a map paints a place (its feature name: 江苏, 西藏; CN, FR on the world)."""
     return page.evaluate(
-        """(name) => {
-            const chart = echarts.getInstanceByDom(document.getElementById('chart-map'));
+        """([name, id]) => {
+            const chart = echarts.getInstanceByDom(document.getElementById(id));
             const data = chart.getModel().getSeriesByIndex(0).getData();
             const style = data.getItemVisual(data.indexOfName(name), 'style');
             return style && style.fill;
         }""",
-        name,
+        [name, chart],
     )
 
 
@@ -180,6 +180,10 @@ def test_scans_show_up_on_the_dashboards_and_a_diversion_is_confirmed(
     assert page.inner_text("#provinces tr[data-province='CN-JS'] td:nth-child(2)") == "2"
     jiangsu, xizang = _fill(page, "江苏"), _fill(page, "西藏")
     assert jiangsu and xizang and jiangsu != xizang
+    # The world map: China, where the scans were, is coloured; France is not.
+    page.locator("#chart-world[data-ready]").wait_for(timeout=15_000)
+    china, france = _fill(page, "CN", "chart-world"), _fill(page, "FR", "chart-world")
+    assert china and france and china != france
     page.click("#metric-diverted")
     assert "metric=diverted" in page.url
     expect(page.locator("#dashboard")).to_have_attribute("data-metric", "diverted")
