@@ -487,34 +487,28 @@ class ScanFilter:
         return bool(self.regions) or self.distributor_id is not None
 
 
-def _hour_where(f: ScanFilter) -> list[Any]:
-    h = ScanHour
-    start, end = f.utc_range
-    where = [h.tenant_id == f.tenant_id, h.hour >= start, h.hour < end]
+def _scoped(model: Any, f: ScanFilter, period: list[Any]) -> list[Any]:
+    """The brand, ``period`` and the filter's products and batches, on a rollup table."""
+    where = [model.tenant_id == f.tenant_id, *period]
     if f.product_ids:
-        where.append(h.product_id.in_(f.product_ids))
+        where.append(model.product_id.in_(f.product_ids))
     if f.batch_ids:
-        where.append(h.batch_id.in_(f.batch_ids))
+        where.append(model.batch_id.in_(f.batch_ids))
     return where
+
+
+def _hour_where(f: ScanFilter) -> list[Any]:
+    start, end = f.utc_range
+    return _scoped(ScanHour, f, [ScanHour.hour >= start, ScanHour.hour < end])
 
 
 def _days_where(f: ScanFilter) -> list[Any]:
-    d = ScanDay
-    where = [d.tenant_id == f.tenant_id, d.day >= f.first_day, d.day <= f.last_day]
-    if f.product_ids:
-        where.append(d.product_id.in_(f.product_ids))
-    if f.batch_ids:
-        where.append(d.batch_id.in_(f.batch_ids))
-    return where
+    return _scoped(ScanDay, f, [ScanDay.day >= f.first_day, ScanDay.day <= f.last_day])
 
 
 def _place_where(f: ScanFilter) -> list[Any]:
     d = ScanPlace
-    where = [d.tenant_id == f.tenant_id, d.day >= f.first_day, d.day <= f.last_day]
-    if f.product_ids:
-        where.append(d.product_id.in_(f.product_ids))
-    if f.batch_ids:
-        where.append(d.batch_id.in_(f.batch_ids))
+    where = _scoped(d, f, [d.day >= f.first_day, d.day <= f.last_day])
     if f.regions:
         countries = [r for r in f.regions if "-" not in r]
         provinces = [r for r in f.regions if "-" in r]

@@ -513,6 +513,11 @@ def begin_totp_enrolment(session: Session, *, settings: Settings, user: User) ->
     user.totp_secret = _seal_totp(_totp_key(session, settings, user.tenant_id), user.id, secret)
     user.totp_last_step = 0
     session.flush()
+    return _enrolment(session, user, secret)
+
+
+def _enrolment(session: Session, user: User, secret: bytes) -> TotpEnrolment:
+    """What an authenticator app needs: the key in text and the provisioning URI (QR code)."""
     tenant = session.get(Tenant, user.tenant_id)
     issuer = f"{TOTP_ISSUER} {tenant.name}" if tenant is not None else TOTP_ISSUER
     return TotpEnrolment(
@@ -528,12 +533,7 @@ def pending_totp_enrolment(
     if user.totp_secret is None or user.totp_enabled_at is not None:
         return None
     secret = _open_totp(_totp_key(session, settings, user.tenant_id), user.id, user.totp_secret)
-    tenant = session.get(Tenant, user.tenant_id)
-    issuer = f"{TOTP_ISSUER} {tenant.name}" if tenant is not None else TOTP_ISSUER
-    return TotpEnrolment(
-        secret=base64.b32encode(secret).decode().rstrip("="),
-        uri=_totp(secret).get_provisioning_uri(user.email, issuer.replace(":", " ")),
-    )
+    return _enrolment(session, user, secret)
 
 
 def use_totp_code(
