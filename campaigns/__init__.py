@@ -37,6 +37,7 @@ from campaigns.payouts import (
     PayoutState,
     RecordingPayoutProvider,
 )
+from campaigns.rollups import refresh_campaign_rollups
 from campaigns.rules import describe, yuan_text
 from campaigns.services import REWARDED_VERDICTS, DrawView, ScanFacts, ScanReward, reward_scan
 from campaigns.verify import export_draws, verify_campaign, verify_export
@@ -83,6 +84,7 @@ __all__ = [
     "pause_campaign",
     "payout_provider",
     "public_campaign",
+    "refresh_campaign_rollups",
     "resume_campaign",
     "reward_scan",
     "schedule_campaign",

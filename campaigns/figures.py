@@ -1,6 +1,6 @@
-"""A campaign's figures for the dashboards, built from the reports (campaigns/reports.py) and
-the cheap counters that exist already (stock and budget shards), plus what the scan dashboards
-need to filter by a campaign (its window and targeting). Read-only."""
+"""A campaign's figures for the dashboards, built from the reports (campaigns/reports.py) over
+one tally of its rollups (campaigns/rollups.py) and the stock and budget shards, plus what the
+scan dashboards need to filter by a campaign (its window and targeting). Read-only."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from campaigns.lifecycle import display_status, get_campaign_or_raise, list_campaigns, spec_of
-from campaigns.models import Reward
-from campaigns.reports import budget_burn, campaign_stats, prize_pools
+from campaigns.reports import burn_of, pools_of, stats_of
+from campaigns.rollups import campaign_tally
 from core.db import utcnow
 
 
@@ -50,26 +49,15 @@ def campaign_figures(
     of the window elapsed, members engaged and the cost per engaged member, the review queue."""
     now = now or utcnow()
     campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
-    stats = campaign_stats(session, tenant_id=tenant_id, campaign_id=campaign.id)
-    burn = budget_burn(session, tenant_id=tenant_id, campaign_id=campaign.id)
-    pools = prize_pools(session, tenant_id=tenant_id, campaign_id=campaign.id)
-    engaged = int(
-        session.scalar(
-            select(func.count(func.distinct(Reward.member_id))).where(
-                Reward.tenant_id == tenant_id, Reward.draw_campaign_id == campaign.id
-            )
-        )
-        or 0
-    )
-    held = int(
-        session.scalar(
-            select(func.count()).where(
-                Reward.tenant_id == tenant_id,
-                Reward.draw_campaign_id == campaign.id,
-                Reward.status == "held",
-            )
-        )
-        or 0
+    tally = campaign_tally(session, campaign)
+    stats = stats_of(tally)
+    burn = burn_of(session, campaign, tally)
+    pools = pools_of(session, campaign, tally)
+    engaged = tally.engaged
+    held = sum(
+        sums[0]
+        for (_day, status, outcome, _downgrade, _prize), sums in tally.days.items()
+        if outcome and status == "held"
     )
     window = (campaign.ends_at - campaign.starts_at).total_seconds()
     elapsed = min(max((now - campaign.starts_at).total_seconds() / window, 0.0), 1.0)

@@ -29,7 +29,9 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -254,3 +256,61 @@ class Fulfilment(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+# --- the rollups behind a campaign's figures (campaigns/rollups.py) -----------------------------
+
+
+class RollupCursor(Base):
+    """How far the campaign rollups have counted the reward rows (core/rollups.py: watermark
+    and gaps). Its one row (``rewards``) is made by the migration: readers lock it to see the
+    rollups and the rows not yet in them as of one moment."""
+
+    __tablename__ = "campaigns_rollup_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_id: Mapped[int] = mapped_column(BigInteger)
+    gaps: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RewardDay(Base):
+    """Rewards a campaign gave, per campaign-local day, review status, draw outcome, downgrade
+    reason and prize given: how many, the campaign's own points in them (from the breakdown;
+    denied ones included, readers leave them out), and for its draws how many cost money and how
+    much. A campaign that only gave points has outcome, downgrade and prize "" / "" / 0 (a
+    primary key holds no NULL). A review moves a reward's count from one status to another."""
+
+    __tablename__ = "campaigns_reward_days"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    status: Mapped[str] = mapped_column(String(12), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(8), primary_key=True)
+    downgrade: Mapped[str] = mapped_column(String(16), primary_key=True)
+    prize_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rewards: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    valued: Mapped[int] = mapped_column(BigInteger)
+    value_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class RewardMember(Base):
+    """A member who took part in a campaign's draw, and whether they ever won a real prize (not
+    "thanks"): the distinct engaged members and winners, counted once each."""
+
+    __tablename__ = "campaigns_reward_members"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    member_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    won: Mapped[bool] = mapped_column(Boolean)
+
+
+class RewardTotal(Base):
+    """Per campaign: its distinct engaged members and winners (the rows of RewardMember)."""
+
+    __tablename__ = "campaigns_reward_totals"
+
+    campaign_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    engaged: Mapped[int] = mapped_column(BigInteger)
+    winners: Mapped[int] = mapped_column(BigInteger)

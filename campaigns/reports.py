@@ -1,19 +1,20 @@
 """What the management API reads about campaigns: prize pools, budget burn, the brand's open
 liability, a campaign's numbers, and the lists behind them (draws, fulfilments).
 
-Read-only: nothing here writes. Money is integer fen; days are the campaign's local days.
+Read-only: nothing here writes. Money is integer fen; days are the campaign's local days. A
+campaign's numbers (draws, wins by prize, budget burn by day, rewards by status) come from its
+rollups plus the reward rows not yet counted (campaigns/rollups.py), so they cost the same for a
+campaign of a thousand draws and of ten million.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import members
@@ -29,11 +30,11 @@ from campaigns.models import (
     Reward,
     StockShard,
 )
+from campaigns.rollups import Tally, campaign_tally
 from core.errors import ValidationFailedError
 
 # Prizes won and not yet in the winner's hands: the brand still owes them.
 UNDELIVERED = ("pending", "retry", "held", "claim_wanted", "claimed")
-_STREAM = 10_000  # rows fetched at a time when a report reads row by row
 
 
 # --- prize pools ----------------------------------------------------------------------------------
@@ -54,20 +55,23 @@ class PrizePool:
     fallback_given: int
 
 
-def _given(session: Session, campaign_id: int) -> Counter[tuple[int, str]]:
+def _given(tally: Tally) -> Counter[tuple[int, str]]:
     """(prize id, outcome) → how many draws gave it."""
-    rows = session.execute(
-        select(Reward.prize_id, Reward.outcome, func.count())
-        .where(Reward.draw_campaign_id == campaign_id, Reward.prize_id.is_not(None))
-        .group_by(Reward.prize_id, Reward.outcome)
-    ).all()
-    return Counter({(int(p or 0), str(o)): int(n) for p, o, n in rows})
+    given: Counter[tuple[int, str]] = Counter()
+    for (_day, _status, outcome, _downgrade, prize_id), sums in tally.days.items():
+        if prize_id and outcome:
+            given[(prize_id, outcome)] += sums[0]
+    return given
 
 
 def prize_pools(session: Session, *, tenant_id: int, campaign_id: int) -> list[PrizePool]:
     """The campaign's prizes in display order with their stock, issued, left and given counts.
     Issued is what the stock counters say (for an unlimited prize, how often it was given)."""
     campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
+    return pools_of(session, campaign, campaign_tally(session, campaign))
+
+
+def pools_of(session: Session, campaign: Campaign, tally: Tally) -> list[PrizePool]:
     prizes = prizes_of(session, campaign.id)
     issued = dict(
         session.execute(
@@ -76,7 +80,7 @@ def prize_pools(session: Session, *, tenant_id: int, campaign_id: int) -> list[P
             .group_by(StockShard.prize_id)
         ).all()
     )
-    given = _given(session, campaign.id)
+    given = _given(tally)
     pools = []
     for prize in prizes:
         won, fallback = given[(prize.id, "won")], given[(prize.id, "fallback")]
@@ -119,32 +123,21 @@ class BudgetBurn:
     by_day: list[DaySpend]
 
 
-_BURN_BY_DAY = text(
-    "SELECT CAST(created_at AT TIME ZONE :tz AS DATE), SUM(value_fen), COUNT(*)"
-    " FROM campaigns_rewards WHERE draw_campaign_id = :c AND value_fen > 0 GROUP BY 1"
-)
-
-
 def budget_burn(session: Session, *, tenant_id: int, campaign_id: int) -> BudgetBurn:
     campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
+    return burn_of(session, campaign, campaign_tally(session, campaign))
+
+
+def burn_of(session: Session, campaign: Campaign, tally: Tally) -> BudgetBurn:
     spec = spec_of(campaign)
     budget = spec.draw.budget_fen if spec.draw is not None else None
-    zone = ZoneInfo(spec.timezone)
+    # The prizes that cost money, by the campaign's local day (the rollups keep that day).
     days: dict[dt.date, list[int]] = {}
-    if session.get_bind().dialect.name == "postgresql":
-        # Summed by the database, by the campaign's local day (the draws index finds the rows).
-        for day, fen, n in session.execute(_BURN_BY_DAY, {"c": campaign.id, "tz": spec.timezone}):
-            days[day] = [int(fen), int(n)]
-    else:
-        rows = session.execute(
-            select(Reward.created_at, Reward.value_fen)
-            .where(Reward.draw_campaign_id == campaign.id, Reward.value_fen > 0)
-            .execution_options(yield_per=_STREAM)
-        )
-        for created_at, value in rows:
-            day = days.setdefault(created_at.astimezone(zone).date(), [0, 0])
-            day[0] += int(value)
-            day[1] += 1
+    for (day, _status, outcome, _downgrade, _prize), sums in tally.days.items():
+        if outcome and sums[2]:
+            spent = days.setdefault(day, [0, 0])
+            spent[0] += sums[3]
+            spent[1] += sums[2]
     total = sum(fen for fen, _n in days.values())
     if budget is not None:
         # The budget's own counters: what the draws took from it.
@@ -161,7 +154,7 @@ def budget_burn(session: Session, *, tenant_id: int, campaign_id: int) -> Budget
         spent_fen=total,
         left_fen=budget - total if budget is not None else None,
         timezone=spec.timezone,
-        by_day=[DaySpend(day, fen, n) for day, (fen, n) in sorted(days.items())],
+        by_day=[DaySpend(day, fen, n) for day, (fen, n) in sorted(days.items()) if n],
     )
 
 
@@ -251,90 +244,33 @@ class CampaignStats:
 
 def campaign_stats(session: Session, *, tenant_id: int, campaign_id: int) -> CampaignStats:
     campaign = get_campaign_or_raise(session, tenant_id=tenant_id, campaign_id=campaign_id)
-    draws = Reward.draw_campaign_id == campaign.id
+    return stats_of(campaign_tally(session, campaign))
+
+
+def stats_of(tally: Tally) -> CampaignStats:
+    """A campaign's numbers from its tally (campaigns/rollups.py). Its points leave out denied
+    rewards (they were never credited)."""
     outcomes = dict.fromkeys(DRAW_OUTCOMES, 0)
-    for outcome, n in session.execute(
-        select(Reward.outcome, func.count()).where(draws).group_by(Reward.outcome)
-    ):
-        outcomes[str(outcome)] = int(n)
-    downgrades = {
-        str(reason): int(n)
-        for reason, n in session.execute(
-            select(Reward.downgrade, func.count())
-            .where(draws, Reward.downgrade.is_not(None))
-            .group_by(Reward.downgrade)
-        )
-    }
-    winners = session.scalar(
-        select(func.count(func.distinct(Reward.member_id)))
-        .join(Prize, Prize.id == Reward.prize_id)
-        .where(draws, Prize.kind != "thanks")
-    )
-    rewards, points, statuses = _rewards_of(session, campaign)
+    statuses = dict.fromkeys(REWARD_STATUSES, 0)
+    downgrades: Counter[str] = Counter()
+    points = 0
+    for (_day, status, outcome, downgrade, _prize), sums in tally.days.items():
+        statuses[status] += sums[0]
+        if outcome:
+            outcomes[outcome] += sums[0]
+        if downgrade:
+            downgrades[downgrade] += sums[0]
+        if status != "denied":
+            points += sums[1]
     return CampaignStats(
-        rewards=rewards,
+        rewards=sum(statuses.values()),
         points=points,
         draws=sum(outcomes.values()),
         outcomes=outcomes,
-        downgrades=downgrades,
-        winners=int(winners or 0),
+        downgrades={k: n for k, n in downgrades.items() if n},
+        winners=tally.winners,
         statuses=statuses,
     )
-
-
-# A reward names its campaigns in its breakdown ([[campaign id, label, points], ...]): on
-# PostgreSQL the rewards of the campaign's window are matched and summed there (jsonb
-# containment and the elements' points), not read row by row.
-_REWARDS_BY_STATUS = text(
-    "SELECT r.status, COUNT(*), COALESCE(SUM(CASE WHEN r.status = 'denied' THEN 0 ELSE ("
-    "  SELECT COALESCE(SUM(CAST(e ->> 2 AS BIGINT)), 0)"
-    "  FROM jsonb_array_elements(CAST(r.breakdown AS JSONB)) AS e WHERE e ->> 0 = :cid"
-    " ) END), 0)"
-    " FROM campaigns_rewards AS r"
-    " WHERE r.tenant_id = :t AND r.created_at >= :s AND r.created_at < :e"
-    " AND (r.draw_campaign_id = :c OR CAST(r.breakdown AS JSONB) @> CAST(:needle AS JSONB))"
-    " GROUP BY r.status"
-)
-
-
-def _rewards_of(session: Session, campaign: Campaign) -> tuple[int, int, dict[str, int]]:
-    """Codes the campaign rewarded (its points or its draw), their points from it, and their
-    statuses."""
-    statuses = dict.fromkeys(REWARD_STATUSES, 0)
-    rewards = points = 0
-    if session.get_bind().dialect.name == "postgresql":
-        for status, n, earned in session.execute(
-            _REWARDS_BY_STATUS,
-            {
-                "t": campaign.tenant_id,
-                "s": campaign.starts_at,
-                "e": campaign.ends_at,
-                "c": campaign.id,
-                "cid": str(campaign.id),
-                "needle": json.dumps([[campaign.id]]),
-            },
-        ):
-            statuses[str(status)] += int(n)
-            rewards += int(n)
-            points += int(earned)
-        return rewards, points, statuses
-    rows = session.execute(
-        select(Reward.status, Reward.breakdown, Reward.draw_campaign_id)
-        .where(
-            Reward.tenant_id == campaign.tenant_id,
-            Reward.created_at >= campaign.starts_at,
-            Reward.created_at < campaign.ends_at,
-        )
-        .execution_options(yield_per=_STREAM)
-    )
-    for status, breakdown, draw_campaign_id in rows:
-        mine = [int(p) for c, _label, p in breakdown or () if c == campaign.id]
-        if not mine and draw_campaign_id != campaign.id:
-            continue
-        rewards += 1
-        points += sum(mine) if status != "denied" else 0
-        statuses[str(status)] += 1
-    return rewards, points, statuses
 
 
 # --- lists --------------------------------------------------------------------------------------

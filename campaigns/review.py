@@ -8,7 +8,9 @@
   spent) and its prize is cancelled if not yet delivered.
 
 Each decision is guarded by the reward's status in the ``UPDATE`` (two reviewers deciding at once:
-one wins, the other gets 409 ``review_state``) and audited.
+one wins, the other gets 409 ``review_state``) and audited, and moves the reward's count in the
+campaign rollups from the old status to the new one in the same transaction
+(campaigns/rollups.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import members
+from campaigns import rollups
 from campaigns.errors import ReviewStateError, RewardNotFoundError
 from campaigns.models import Fulfilment, Reward
 from core.db import utcnow
@@ -69,6 +72,7 @@ def _move(
         raise ReviewStateError(
             f"reward {reward.id} is not {from_status}", errors={"decision": "already decided"}
         )
+    rollups.move_status(session, [reward], from_status=from_status, to_status=to_status)
     session.expire(reward)
 
 
@@ -232,19 +236,20 @@ def claw_back_recent(
         .values(
             status="clawed_back", reviewed_by=actor[:64], reviewed_at=now, review_note=reason[:500]
         )
-        .returning(Reward.id, Reward.batch_id, Reward.serial, Reward.points)
+        .returning(*rollups.COLUMNS, Reward.batch_id, Reward.serial, Reward.points)
         .execution_options(synchronize_session=False)
     ).all()
-    for reward_id, batch_id, serial, points in taken:
-        if points > 0:
+    rollups.move_status(session, taken, from_status="granted", to_status="clawed_back")
+    for row in taken:
+        if row.points > 0:
             _reverse_points(
                 session,
                 tenant_id=tenant_id,
-                batch_id=batch_id,
-                serial=serial,
+                batch_id=row.batch_id,
+                serial=row.serial,
                 reason=reason,
                 actor=actor,
                 now=now,
             )
-        _cancel(session, reward_id, now)
+        _cancel(session, row.id, now)
     return len(taken)

@@ -50,3 +50,11 @@ def advance() -> int:
     runtime = get_runtime()
     with runtime.db.unit_of_work() as session:
         return advance_campaigns(session, runtime)
+
+
+@celery_app.task(name="campaigns.refresh_rollups", acks_late=True)
+def refresh_rollups() -> int:
+    """Count the reward rows not yet in the campaign rollups (safe to run twice: the watermark)."""
+    from campaigns.rollups import refresh_campaign_rollups
+
+    return refresh_campaign_rollups(get_runtime()).rewards

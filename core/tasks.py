@@ -39,6 +39,7 @@ celery_app.conf.update(
         "evaluate-diversion": {"task": "anti_fraud.evaluate_diversion", "schedule": 300.0},
         "refresh-scan-rollups": {"task": "anti_fraud.refresh_scan_rollups", "schedule": 60.0},
         "refresh-member-rollups": {"task": "members.refresh_member_rollups", "schedule": 60.0},
+        "refresh-campaign-rollups": {"task": "campaigns.refresh_rollups", "schedule": 60.0},
         "activate-pending-points": {"task": "members.activate_pending_points", "schedule": 60.0},
         "expire-points": {"task": "members.expire_points", "schedule": 3600.0},
         "review-tiers": {"task": "members.review_tiers", "schedule": 86400.0},

@@ -864,8 +864,10 @@ def rollups() -> None:
 )
 @handle_errors
 def rollups_refresh(batch_size: int | None) -> None:
-    """Count the scans, members and ledger entries not yet counted (safe to run any time)."""
+    """Count the scans, members, ledger entries and rewards not yet counted (safe to run any
+    time)."""
     import anti_fraud
+    import campaigns
     import members
 
     runtime = _runtime()
@@ -879,6 +881,8 @@ def rollups_refresh(batch_size: int | None) -> None:
         f"{people.members:,} member(s) and {people.entries:,} ledger entr(ies) counted "
         f"in {people.seconds:.1f} s"
     )
+    rewards = campaigns.refresh_campaign_rollups(runtime, batch_size=batch_size)
+    click.echo(f"{rewards.rewards:,} campaign reward(s) counted in {rewards.seconds:.1f} s")
     with runtime.db.read_only() as session:
         lag = anti_fraud.rollup_lag(session)
     click.echo(f"scans counted up to id {lag['last_scan_id']}, {lag['open_gaps']} open gap(s)")

@@ -276,6 +276,7 @@ def build(runtime: Runtime, rng: random.Random) -> None:
     anti_fraud.evaluate_diversion(runtime)
     anti_fraud.refresh_scan_rollups(runtime)
     members.refresh_member_rollups(runtime)
+    campaigns.refresh_campaign_rollups(runtime)
     with runtime.db.unit_of_work() as session:
         members.compute_rfm(session, tenant_id=tid)
 
