@@ -472,8 +472,9 @@ def member_figures() -> Any:
     growth = members.member_days(
         session, tenant_id=f.tenant_id, first_day=f.first_day, last_day=f.last_day
     )
+    # Rollups only (a handful of rows whatever the brand's size): docs/dashboards.md.
     summary = members.segment_summary(session, tenant_id=f.tenant_id)
-    held = members.open_points(session, tenant_id=f.tenant_id)
+    held = summary["points"]
     data = {
         "growth": growth,
         "members": summary["members"],
@@ -483,8 +484,9 @@ def member_figures() -> Any:
         "sleeping": summary["sleeping"],
         "churn_risk": summary["churn_risk"],
         "sleeping_days": summary["sleeping_days"],
-        "points_liability": {"active": held.active, "pending": held.pending},
-        "expiring": members.expiring_points(session, tenant_id=f.tenant_id, within_days=30),
+        "points_liability": {"active": held["active"], "pending": held["pending"]},
+        "expiring": held["expiring"],
+        "points_counted_at": held["counted_at"].isoformat() if held["counted_at"] else None,
     }
     columns = ("new_members", "points_earned", "points_spent", "points_expired")
     return _answer(

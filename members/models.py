@@ -494,3 +494,59 @@ class RollupCursor(Base):
     last_id: Mapped[int] = mapped_column(BigInteger)
     gaps: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class RfmSummary(Base):
+    """Per brand: the RFM figures of its live members as of the last computation, written by it
+    in its transaction (members/rfm.py); an erasure takes its member out at once."""
+
+    __tablename__ = "members_rfm_summaries"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    computed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # Idle since before this instant and not sleeping: churn risk (as of ``computed_at``).
+    churn_before: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    rows: Mapped[int] = mapped_column(Integer, default=0)  # live members with an RFM row
+    not_scored: Mapped[int] = mapped_column(Integer, default=0)  # R = F = M = 0
+    sleeping: Mapped[int] = mapped_column(Integer, default=0)
+    churn_risk: Mapped[int] = mapped_column(Integer, default=0)
+    # Sums of the scores of the scored members: the means without a recount.
+    sum_r: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum_f: Mapped[int] = mapped_column(BigInteger, default=0)
+    sum_m: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SegmentCount(Base):
+    """Per brand and RFM segment: live members, as of the last computation (with the summary)."""
+
+    __tablename__ = "members_segment_counts"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    segment: Mapped[str] = mapped_column(String(24), primary_key=True)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TierCount(Base):
+    """Per brand and tier (``tier_key`` 0: no tier): live members, kept by the rollup task from
+    new members and tier moves, and by erasure."""
+
+    __tablename__ = "members_tier_counts"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    tier_key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    members: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PointsHeld(Base):
+    """Per brand: the points its members hold (liability) and those expiring soon, recounted
+    by the rollup task (``counted_at``)."""
+
+    __tablename__ = "members_points_held"
+
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    active: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending: Mapped[int] = mapped_column(BigInteger, default=0)
+    expiring_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    expiring_members: Mapped[int] = mapped_column(Integer, default=0)
+    within_days: Mapped[int] = mapped_column(Integer, default=30)
+    counted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -25,6 +25,13 @@ before that: idle for at least ``ceil(sleeping_days / 2)`` days but not yet slee
 
 Everything is computed in one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` per brand (window
 functions on PostgreSQL and SQLite >= 3.25 alike); erased members' rows are deleted.
+
+The console reads the brand's figures (:func:`segment_summary`) from rollups, never by counting
+members: the computation writes, in its own transaction, the brand's summary (scored, sleeping,
+churn risk, score sums for the means) and its members per segment, which change only when it
+runs; an erasure takes its member out of them at once (:func:`forget_erased`, registered with
+:func:`members.erasure.on_erasure`); members per tier and points held come from
+members/rollups.py. :func:`recount_summary` is the direct count they equal.
 """
 
 from __future__ import annotations
@@ -38,16 +45,27 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, case, delete, func, select, text
+from sqlalchemy import bindparam, case, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
-from core.db import UTCDateTime, utcnow
+from core.db import UTCDateTime, dialect_insert, insert_ignore, utcnow
 from core.errors import ValidationFailedError
 from core.models import Tenant
 from core.runtime import Runtime
 from core.services import tenant_timezone
+from members import rollups
+from members.erasure import on_erasure
 from members.errors import TagNotFoundError, TierNotFoundError
-from members.models import RFM_SEGMENTS, Member, MemberTag, RfmScore, Tag, Tier
+from members.models import (
+    RFM_SEGMENTS,
+    Member,
+    MemberTag,
+    RfmScore,
+    RfmSummary,
+    SegmentCount,
+    Tag,
+    Tier,
+)
 from members.segments import (
     SEGMENT_LABELS,
     calendar_of,
@@ -156,6 +174,9 @@ class RfmRun:
 
 def compute_tenant_rfm(session: Session, *, tenant_id: int, now: dt.datetime) -> int:
     """Recompute one brand's RFM rows in one statement; returns the rows written."""
+    # The summary's row lock first: an erasure (forget_erased) waits for this computation, or
+    # this computation for the erasure, and neither's change to the figures is lost.
+    _lock_summary(session, tenant_id)
     cal = calendar_of(session, tenant_id, now)
     programme = load_programme(session, tenant_id)
     dialect = session.get_bind().dialect.name
@@ -183,6 +204,8 @@ def compute_tenant_rfm(session: Session, *, tenant_id: int, now: dt.datetime) ->
     written = result.rowcount  # type: ignore[attr-defined]
     if dialect == "sqlite":  # pysqlite counts no rows for a statement that starts with WITH
         written = session.scalar(text("SELECT changes()"))
+    half = -(-programme.sleeping_days // 2)
+    _write_summary(session, tenant_id=tenant_id, now=now, churn_before=cal.since(half))
     return max(int(written), 0)
 
 
@@ -229,69 +252,207 @@ def rfm_of(session: Session, member_id: int) -> RfmScore | None:
     return session.get(RfmScore, member_id)
 
 
-def segment_summary(session: Session, *, tenant_id: int) -> dict[str, Any]:
-    """Counts per segment (all 8, with zh/en labels), per tier, sleeping, churn risk, and the
-    brand's mean scores, as of the last computation."""
+def _lock_summary(session: Session, tenant_id: int) -> RfmSummary:
+    insert_ignore(
+        session,
+        RfmSummary.__table__,
+        {
+            "tenant_id": tenant_id,
+            "rows": 0,
+            "not_scored": 0,
+            "sleeping": 0,
+            "churn_risk": 0,
+            "sum_r": 0,
+            "sum_f": 0,
+            "sum_m": 0,
+        },
+    )
+    stmt = select(RfmSummary).where(RfmSummary.tenant_id == tenant_id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()  # SQLite's writers are serialised already
+    return session.scalars(stmt.execution_options(populate_existing=True)).one()
+
+
+def _write_summary(
+    session: Session, *, tenant_id: int, now: dt.datetime, churn_before: dt.datetime
+) -> None:
+    """The brand's figures from the rows just computed (its live members only)."""
+    figures = _count_rows(session, tenant_id=tenant_id, churn_before=churn_before)
+    session.execute(
+        update(RfmSummary)
+        .where(RfmSummary.tenant_id == tenant_id)
+        .values(
+            computed_at=now,
+            churn_before=churn_before,
+            **{k: v for k, v in figures.items() if k != "segments"},
+        )
+        .execution_options(synchronize_session=False)
+    )
+    insert = dialect_insert(session)(SegmentCount.__table__)
+    session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["tenant_id", "segment"], set_={"members": insert.excluded.members}
+        ),
+        [
+            {"tenant_id": tenant_id, "segment": s, "members": figures["segments"].get(s, 0)}
+            for s in RFM_SEGMENTS
+        ],
+    )
+
+
+def _count_rows(
+    session: Session, *, tenant_id: int, churn_before: dt.datetime | None
+) -> dict[str, Any]:
+    """Counted from the RFM rows of the brand's live members: what the summary holds."""
     live = and_live(tenant_id)
     rfm = RfmScore
-    per_segment = dict(
-        session.execute(
+    segments = {
+        s: int(n)
+        for s, n in session.execute(
             select(rfm.segment, func.count())
             .join(Member, Member.id == rfm.member_id)
             .where(rfm.tenant_id == tenant_id, live)
             .group_by(rfm.segment)
-        ).all()
-    )
-    row = session.execute(
+        )
+    }
+    rows, sleeping, not_scored, sum_r, sum_f, sum_m = session.execute(
         select(
             func.count(),
             func.sum(case((rfm.sleeping.is_(True), 1), else_=0)),
             func.sum(case((rfm.r == 0, 1), else_=0)),
-            func.avg(func.nullif(rfm.r, 0)),
-            func.avg(func.nullif(rfm.f, 0)),
-            func.avg(func.nullif(rfm.m, 0)),
-            func.max(rfm.computed_at),
+            func.sum(rfm.r),
+            func.sum(rfm.f),
+            func.sum(rfm.m),
         )
         .join(Member, Member.id == rfm.member_id)
         .where(rfm.tenant_id == tenant_id, live)
     ).one()
-    scored_total, sleeping, unscored, mean_r, mean_f, mean_m, computed_at = row
-    programme = load_programme(session, tenant_id)
-    churn = 0
-    if computed_at is not None:
-        cal = calendar_of(session, tenant_id, computed_at)
-        half = -(-programme.sleeping_days // 2)
-        churn = int(
-            session.scalar(
-                select(func.count())
-                .select_from(rfm)
-                .join(Member, Member.id == rfm.member_id)
-                .where(
-                    rfm.tenant_id == tenant_id,
-                    live,
-                    rfm.sleeping.is_(False),
-                    func.coalesce(rfm.last_scan_at, Member.created_at) < cal.since(half),
-                )
+    churn: int | None = 0
+    if churn_before is not None:
+        churn = session.scalar(
+            select(func.count())
+            .select_from(rfm)
+            .join(Member, Member.id == rfm.member_id)
+            .where(
+                rfm.tenant_id == tenant_id,
+                live,
+                rfm.sleeping.is_(False),
+                func.coalesce(rfm.last_scan_at, Member.created_at) < churn_before,
             )
-            or 0
         )
-    tiers = session.execute(
-        select(Tier.id, Tier.name, Tier.name_en, Tier.rank, func.count(Member.id))
-        .select_from(Member)
-        .outerjoin(Tier, Tier.id == Member.tier_id)
-        .where(Member.tenant_id == tenant_id, live)
-        .group_by(Tier.id, Tier.name, Tier.name_en, Tier.rank)
-        .order_by(Tier.rank)
-    ).all()
-    total = int(
-        session.scalar(
-            select(func.count()).select_from(Member).where(Member.tenant_id == tenant_id, live)
-        )
-        or 0
-    )
+    return {
+        "rows": int(rows or 0),
+        "not_scored": int(not_scored or 0),
+        "sleeping": int(sleeping or 0),
+        "churn_risk": int(churn or 0),
+        "sum_r": int(sum_r or 0),
+        "sum_f": int(sum_f or 0),
+        "sum_m": int(sum_m or 0),
+        "segments": segments,
+    }
 
-    def mean(value: Any) -> float | None:
-        return round(float(value), 3) if value is not None else None
+
+def summarise_scored_brands(session: Session) -> int:
+    """Write the summary of each brand whose RFM rows predate the summaries (computed before
+    migration 0012): counted once from those rows, as the computation would have written it, so
+    the page shows its figures at once instead of after the next nightly run. How many brands."""
+    missing = session.scalars(
+        select(Tenant.id).where(
+            ~select(RfmSummary.tenant_id).where(RfmSummary.tenant_id == Tenant.id).exists(),
+            select(RfmScore.member_id).where(RfmScore.tenant_id == Tenant.id).exists(),
+        )
+    ).all()
+    for tenant_id in missing:
+        _lock_summary(session, tenant_id)
+        computed_at = session.scalar(
+            select(func.max(RfmScore.computed_at))
+            .join(Member, Member.id == RfmScore.member_id)
+            .where(RfmScore.tenant_id == tenant_id, and_live(tenant_id))
+        )
+        if computed_at is None:  # only erased members' rows: an empty summary is right
+            continue
+        half = -(-load_programme(session, tenant_id).sleeping_days // 2)
+        churn_before = calendar_of(session, tenant_id, computed_at).since(half)
+        _write_summary(session, tenant_id=tenant_id, now=computed_at, churn_before=churn_before)
+    return len(missing)
+
+
+def forget_erased(session: Session, tenant_id: int, member_id: int) -> int:
+    """Take an erased member out of the brand's rollups in the erasure's transaction (an
+    erasure hook; it removes no address: returns 0). Locks in the order the computation and
+    the rollup task take them: the tier watermark, then the summary."""
+    rollups.forget_member_tier(session, tenant_id=tenant_id, member_id=member_id)
+    summary = _lock_summary(session, tenant_id)
+    # Read after the lock: the row a computation that just committed wrote, or none.
+    row = session.execute(
+        select(
+            RfmScore.segment,
+            RfmScore.r,
+            RfmScore.f,
+            RfmScore.m,
+            RfmScore.sleeping,
+            func.coalesce(RfmScore.last_scan_at, Member.created_at),
+        )
+        .join(Member, Member.id == RfmScore.member_id)
+        .where(RfmScore.member_id == member_id, RfmScore.tenant_id == tenant_id)
+    ).one_or_none()
+    if row is None or summary.computed_at is None:
+        return 0
+    segment, r, f, m, sleeping, idle_since = row
+    churn = not sleeping and summary.churn_before is not None and idle_since < summary.churn_before
+    s = RfmSummary
+    session.execute(
+        update(s)
+        .where(s.tenant_id == tenant_id)
+        .values(
+            rows=s.rows - 1,
+            not_scored=s.not_scored - (1 if r == 0 else 0),
+            sleeping=s.sleeping - (1 if sleeping else 0),
+            churn_risk=s.churn_risk - (1 if churn else 0),
+            sum_r=s.sum_r - r,
+            sum_f=s.sum_f - f,
+            sum_m=s.sum_m - m,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(SegmentCount)
+        .where(SegmentCount.tenant_id == tenant_id, SegmentCount.segment == segment)
+        .values(members=SegmentCount.members - 1)
+        .execution_options(synchronize_session=False)
+    )
+    return 0
+
+
+on_erasure(forget_erased)
+
+
+def _summary(
+    session: Session,
+    *,
+    tenant_id: int,
+    figures: dict[str, Any],
+    computed_at: dt.datetime | None,
+    tiers: dict[int | None, int],
+) -> dict[str, Any]:
+    programme = load_programme(session, tenant_id)
+    found = {
+        t.id: t
+        for t in session.scalars(
+            select(Tier).where(Tier.tenant_id == tenant_id, Tier.id.in_([k for k in tiers if k]))
+        )
+    }
+    listed: list[tuple[Tier | None, int]] = []
+    for key, n in tiers.items():
+        tier = found.get(key) if key else None
+        if n > 0 and (tier is not None or not key):  # a deleted tier is held by no one
+            listed.append((tier, n))
+    listed.sort(key=lambda x: (x[0] is None, x[0].rank if x[0] is not None else 0))
+    total = sum(n for _t, n in listed)
+    scored = figures["rows"] - figures["not_scored"]
+
+    def mean(value: int) -> float | None:
+        return round(value / scored, 3) if scored else None
 
     return {
         "members": total,
@@ -299,19 +460,90 @@ def segment_summary(session: Session, *, tenant_id: int) -> dict[str, Any]:
         "sleeping_days": programme.sleeping_days,
         "window_days": WINDOW_DAYS,
         "segments": [
-            {**segment_label(s), "members": int(per_segment.get(s, 0))} for s in RFM_SEGMENTS
+            {**segment_label(s), "members": int(figures["segments"].get(s, 0))}
+            for s in RFM_SEGMENTS
         ],
         "tiers": [
-            {"tier_id": tid, "name": name, "name_en": name_en, "rank": rank, "members": int(n)}
-            for tid, name, name_en, rank, n in tiers
+            {
+                "tier_id": t.id if t else None,
+                "name": t.name if t else None,
+                "name_en": t.name_en if t else None,
+                "rank": t.rank if t else None,
+                "members": n,
+            }
+            for t, n in listed
         ],
-        "scored": int(scored_total or 0) - int(unscored or 0),
-        "not_scored": int(unscored or 0),
-        "not_computed": total - int(scored_total or 0),
-        "sleeping": int(sleeping or 0),
-        "churn_risk": churn,
-        "means": {"r": mean(mean_r), "f": mean(mean_f), "m": mean(mean_m)},
+        "scored": scored,
+        "not_scored": figures["not_scored"],
+        "not_computed": max(total - figures["rows"], 0),
+        "sleeping": figures["sleeping"],
+        "churn_risk": figures["churn_risk"],
+        "means": {
+            "r": mean(figures["sum_r"]),
+            "f": mean(figures["sum_f"]),
+            "m": mean(figures["sum_m"]),
+        },
     }
+
+
+def segment_summary(session: Session, *, tenant_id: int) -> dict[str, Any]:
+    """Counts per segment (all 8, with zh/en labels), per tier, sleeping, churn risk, and the
+    brand's mean scores, as of the last computation (members per tier: as of the last rollup
+    refresh); plus ``points``, the liability and points expiring soon. Read from rollups: a
+    handful of rows whatever the brand's size."""
+    summary = session.get(RfmSummary, tenant_id)
+    segments = {
+        s: int(n)
+        for s, n in session.execute(
+            select(SegmentCount.segment, SegmentCount.members).where(
+                SegmentCount.tenant_id == tenant_id
+            )
+        )
+    }
+    figures: dict[str, Any] = {
+        "rows": summary.rows if summary else 0,
+        "not_scored": summary.not_scored if summary else 0,
+        "sleeping": summary.sleeping if summary else 0,
+        "churn_risk": summary.churn_risk if summary else 0,
+        "sum_r": summary.sum_r if summary else 0,
+        "sum_f": summary.sum_f if summary else 0,
+        "sum_m": summary.sum_m if summary else 0,
+        "segments": segments,
+    }
+    # As before: no computation time once no live member has a row.
+    computed_at = summary.computed_at if summary and summary.rows else None
+    out = _summary(
+        session,
+        tenant_id=tenant_id,
+        figures=figures,
+        computed_at=computed_at,
+        tiers=rollups.tier_counts(session, tenant_id=tenant_id),
+    )
+    return {**out, "points": rollups.points_held(session, tenant_id=tenant_id)}
+
+
+def recount_summary(session: Session, *, tenant_id: int) -> dict[str, Any]:
+    """:func:`segment_summary` (without ``points``) counted directly from the members and RFM
+    tables, O(members): what the rollups must equal, for tests and checks."""
+    computed_at = session.scalar(
+        select(func.max(RfmScore.computed_at))
+        .join(Member, Member.id == RfmScore.member_id)
+        .where(RfmScore.tenant_id == tenant_id, and_live(tenant_id))
+    )
+    churn_before = None
+    if computed_at is not None:
+        half = -(-load_programme(session, tenant_id).sleeping_days // 2)
+        churn_before = calendar_of(session, tenant_id, computed_at).since(half)
+    figures = _count_rows(session, tenant_id=tenant_id, churn_before=churn_before)
+    tiers = {
+        tier_id: int(n)
+        for tier_id, n in session.execute(
+            select(Member.tier_id, func.count()).where(and_live(tenant_id)).group_by(Member.tier_id)
+        )
+    }
+    return _summary(
+        session, tenant_id=tenant_id, figures=figures, computed_at=computed_at, tiers=tiers
+    )
 
 
 def and_live(tenant_id: int) -> Any:

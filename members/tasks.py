@@ -66,7 +66,8 @@ def purge_codes() -> int:
 
 @celery_app.task(name="members.compute_rfm", acks_late=True)
 def compute_rfm() -> int:
-    """Score every brand's members by recency, frequency and monetary value (nightly)."""
+    """Score every brand's members by recency, frequency and monetary value, and write each
+    brand's summary for the console with its scores (nightly)."""
     from members.rfm import compute_rfm as compute
 
     return compute(get_runtime()).members
@@ -83,8 +84,9 @@ def evaluate_tags() -> None:
 
 @celery_app.task(name="members.refresh_member_rollups", acks_late=True)
 def refresh_member_rollups() -> int:
-    """Count new members and ledger entries into the dashboards' daily figures (each once)."""
+    """Count new members, ledger entries and tier moves into the dashboards' figures (each
+    once), then recount the points each brand's members hold and will lose within 30 days."""
     from members.rollups import refresh_member_rollups as refresh
 
     done = refresh(get_runtime())
-    return done.members + done.entries
+    return done.members + done.entries + done.tier_members + done.tier_changes
