@@ -23,7 +23,6 @@ counted.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -424,16 +423,13 @@ def refresh_scan_rollups(
     """Count every scan not yet counted, one transaction per batch, until caught up. On SQLite
     batches are smaller: a batch holds the database's one write lock while Python sums it."""
     batch_size = batch_size or (SQLITE_BATCH_SIZE if runtime.db.is_sqlite else BATCH_SIZE)
-    started = time.perf_counter()
-    read = batches = 0
-    while max_batches is None or batches < max_batches:
-        with runtime.db.unit_of_work() as session:
-            got = refresh_batch(session, limit=batch_size)
-        read += got
-        batches += 1
-        if got < batch_size:
-            break
-    return Refreshed(read, batches, time.perf_counter() - started)
+    read, batches, seconds = rollups.refresh_in_batches(
+        runtime,
+        lambda session, limit: refresh_batch(session, limit=limit),
+        batch_size=batch_size,
+        max_batches=max_batches,
+    )
+    return Refreshed(read, batches, seconds)
 
 
 def rollup_lag(session: Session) -> dict[str, Any]:

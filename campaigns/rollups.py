@@ -32,7 +32,6 @@ recount of the reward rows.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -310,16 +309,13 @@ def refresh_campaign_rollups(
 ) -> Refreshed:
     """Count every reward row not yet counted, one transaction per batch, until caught up."""
     batch_size = batch_size or (SQLITE_BATCH_SIZE if runtime.db.is_sqlite else BATCH_SIZE)
-    started = time.perf_counter()
-    read = batches = 0
-    while max_batches is None or batches < max_batches:
-        with runtime.db.unit_of_work() as session:
-            got = refresh_batch(session, limit=batch_size)
-        read += got
-        batches += 1
-        if got < batch_size:
-            break
-    return Refreshed(read, batches, time.perf_counter() - started)
+    read, batches, seconds = rollups.refresh_in_batches(
+        runtime,
+        lambda session, limit: refresh_batch(session, limit=limit),
+        batch_size=batch_size,
+        max_batches=max_batches,
+    )
+    return Refreshed(read, batches, seconds)
 
 
 def rollup_lag(session: Session) -> dict[str, Any]:

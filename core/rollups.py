@@ -16,7 +16,8 @@ list of ``[first, last, seen_epoch]`` ranges) and ``updated_at``; the functions 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import ColumnElement, Table, and_, false, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.db import insert_ignore
+from core.runtime import Runtime
 
 GAP_GRACE = dt.timedelta(minutes=10)
 MAX_GAP_RANGES = 10_000  # beyond this the oldest are forgotten (a runaway of rollbacks)
@@ -101,3 +103,24 @@ def cursor_lag(session: Session, table: Table, name: str) -> tuple[int, int, dt.
     if row is None:
         return 0, 0, None
     return int(row[0]), len(row[1] or ()), row[2]
+
+
+def refresh_in_batches(
+    runtime: Runtime,
+    refresh_batch: Callable[[Session, int], int],
+    *,
+    batch_size: int,
+    max_batches: int | None = None,
+) -> tuple[int, int, float]:
+    """Run ``refresh_batch(session, limit)`` (rows read) one transaction at a time until a batch
+    comes back short (caught up) or ``max_batches`` ran: (rows read, batches, seconds)."""
+    started = time.perf_counter()
+    read = batches = 0
+    while max_batches is None or batches < max_batches:
+        with runtime.db.unit_of_work() as session:
+            got = refresh_batch(session, batch_size)
+        read += got
+        batches += 1
+        if got < batch_size:
+            break
+    return read, batches, time.perf_counter() - started
