@@ -18,7 +18,7 @@ one answer. Equal priority over overlapping windows is a 422 ``campaign_overlap`
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -35,6 +35,7 @@ from campaigns.fairness import new_seed, seed_commitment
 from campaigns.live import forget_campaigns
 from campaigns.models import MAX_SHARDS, BudgetShard, Campaign, Prize, StockShard
 from core.db import utcnow
+from core.errors import register_messages
 from core.keyring import open_sealed, seal
 from core.runtime import Runtime
 from core.services import data_key
@@ -42,6 +43,60 @@ from core.services import data_key
 STOCK_SHARDS = MAX_SHARDS  # a prize's stock is split in up to this many rows
 BUDGET_SHARDS = MAX_SHARDS
 LIVE = ("scheduled", "running")
+
+
+_STATUS_ZH = {
+    "draft": "草稿",
+    "scheduled": "已排期",
+    "running": "进行中",
+    "paused": "已暂停",
+    "ended": "已结束",
+}
+
+
+def _status_zh(template: str) -> Callable[[Mapping[str, str]], str]:
+    """A template whose {status} is the campaign status's Chinese name."""
+    return lambda p: template.format(**{**p, "status": _STATUS_ZH.get(p["status"], p["status"])})
+
+
+# The lifecycle's refusals in Chinese (core.errors.register_messages; Accept-Language: zh).
+register_messages(
+    (
+        "campaign_overlap",
+        r"the window overlaps campaign (?P<id>\d+) \((?P<name>.*)\) at the same priority "
+        r"(?P<p>\d+): give one a different priority",
+        "活动时间与活动 {id}（{name}）重叠且优先级同为 {p}：请为其中一个设置不同的优先级。",
+    ),
+    (
+        "campaign_overlap",
+        r"campaign (?P<id>\d+) overlaps at priority (?P<p>\d+)",
+        "与活动 {id} 时间重叠，且优先级同为 {p}。",
+    ),
+    (
+        "campaign_locked",
+        r"the campaign is (?P<status>\w+): (?P<fields>.*) are bound by its published "
+        r"commitment and cannot change",
+        _status_zh("活动{status}：{fields} 受已公布的抽奖承诺约束，不能更改。"),
+    ),
+    ("campaign_locked", r"cannot change after scheduling", "活动排期后不能更改。"),
+    ("campaign_state", r"an ended campaign cannot change", "已结束的活动不能更改。"),
+    (
+        "campaign_state",
+        r"only a draft can be scheduled; this one is (?P<status>\w+)",
+        _status_zh("只有草稿可以排期；此活动{status}。"),
+    ),
+    ("campaign_state", r"the campaign's window is already over", "活动时间已过。"),
+    (
+        "campaign_state",
+        r"only a scheduled or running campaign can be paused \((?P<status>\w+)\)",
+        _status_zh("只有已排期或进行中的活动可以暂停（此活动{status}）。"),
+    ),
+    (
+        "campaign_state",
+        r"only a paused campaign can be resumed \((?P<status>\w+)\)",
+        _status_zh("只有已暂停的活动可以恢复（此活动{status}）。"),
+    ),
+)
 
 
 # --- the seed, sealed under the brand's data key -----------------------------------------------

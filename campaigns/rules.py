@@ -21,7 +21,7 @@ import datetime as dt
 import math
 import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
@@ -43,7 +43,7 @@ from pydantic import (
 
 import traceability
 from campaigns.fairness import Odds, exact_odds, parse_probability
-from core.errors import ValidationFailedError
+from core.errors import ValidationFailedError, register_messages
 
 # 《反不正当竞争法》第十条: in a prize-draw sale (抽奖式有奖销售) the top prize may be worth at most
 # ¥50,000. Every prize is held to it, valued as :func:`unit_value_fen` does.
@@ -78,6 +78,89 @@ _VALUE_FIELD = {
 
 _TIMEZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$")
 _ONE = Decimal(1)
+
+
+def _kind_zh(template: str) -> Callable[[Mapping[str, str]], str]:
+    """A template whose {kind} is the prize kind's Chinese name."""
+    return lambda p: template.format(**{**p, "kind": _KIND_TEXT["zh"].get(p["kind"], p["kind"])})
+
+
+# The campaign form's messages in Chinese (the API answers them so on Accept-Language: zh; see
+# core.errors.register_messages). Those of campaigns/fairness.py are here too: the rules are
+# where a campaign is validated.
+register_messages(
+    ("campaign_object", r"a campaign is a JSON object", "活动配置须是一个 JSON 对象。"),
+    (
+        "timezone",
+        r"an IANA time zone name such as Asia/Shanghai",
+        "请填写时区名，如 Asia/Shanghai。",
+    ),
+    ("window_order", r"must be after starts_at", "结束时间须晚于开始时间。"),
+    ("window_length", r"a campaign runs at most (?P<n>\d+) days", "活动最长 {n} 天。"),
+    ("stack_only", r'only for stacking "stack"', "仅用于可叠加（stack）的活动。"),
+    ("date_order", r"must not be before from_date", "不能早于开始日期。"),
+    ("hour_order", r"must be after from_hour", "须晚于开始时刻。"),
+    ("bonus_repeated", r"SKU '(?P<sku>[^']*)' has two bonuses", "SKU {sku} 有两条加赠。"),
+    (
+        "probability",
+        r"a probability from 0 to 1 as a decimal string \('0\.000001'\) or a fraction \('1/3'\)",
+        "概率应为 0 到 1 之间的小数（如 0.000001）或分数（如 1/3）。",
+    ),
+    (
+        "prize_needs_stock",
+        r"a (?P<kind>\w+) prize needs a stock \(only points, coupons and thanks may be unlimited\)",
+        _kind_zh("{kind}奖品须填写库存（只有积分、优惠券和谢谢参与可以不限量）。"),
+    ),
+    (
+        "prize_field_required",
+        r"required for a (?P<kind>\w+) prize",
+        _kind_zh("{kind}奖品须填写此项。"),
+    ),
+    (
+        "prize_field_unused",
+        r"not used by a (?P<kind>\w+) prize: leave it out",
+        _kind_zh("{kind}奖品不用此项，请留空。"),
+    ),
+    ("https", r"an https:// address", "须是 https:// 开头的地址。"),
+    ("cash_range_order", r"must not be below cash_min_fen", "不能低于红包最小金额。"),
+    (
+        "cash_range",
+        r"a red envelope of (?P<low>\S+) to (?P<high>\S+) \(cash_min_fen\.\.cash_max_fen\)",
+        "红包金额应在 {low} 到 {high} 之间。",
+    ),
+    (
+        "prize_above_legal_cap",
+        r"worth (?P<value>\S+), above the legal cap of (?P<cap>\S+) for a prize draw .*",
+        "奖品价值 {value}，超过抽奖式有奖销售的法定上限 {cap}（《反不正当竞争法》第十条）。",
+    ),
+    (
+        "prize_above_budget",
+        r"a prize above the campaign budget \((?P<budget>\S+)\)",
+        "奖品价值超过活动预算（{budget}）。",
+    ),
+    ("fallback_unknown", r"names no prize of this draw", "不是本次抽奖的奖品。"),
+    (
+        "fallback_limited",
+        r"must be a prize that cannot run out: .*",
+        "须是不会发完的奖品：库存不限的谢谢参与、积分或优惠券。",
+    ),
+    ("prize_count", r"1 to (?P<n>\d+) prizes", "奖品数应为 1 到 {n} 个。"),
+    (
+        "prize_key",
+        r"1-64 letters, digits, '\.', '_' or '-', unique in the table",
+        "1–64 个字母、数字或 . _ -，且不能重复。",
+    ),
+    (
+        "probabilities_above_one",
+        r"the probabilities add up to (?P<total>\S+), more than 1",
+        "各奖品的概率之和为 {total}，超过 1。",
+    ),
+    (
+        "odds_too_fine",
+        r"the probabilities' common denominator is beyond 10\^18: use simpler odds",
+        "各概率的公分母超过 10^18，请使用更简单的概率。",
+    ),
+)
 
 
 def _canonical_region(text: str) -> str:

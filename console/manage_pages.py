@@ -26,6 +26,7 @@ import campaigns
 import codegen
 import members
 import traceability
+from anti_fraud.geo import CN_PROVINCES
 from console import pages as shell
 from console.manage_texts import MANAGE_TEXTS
 from core import accounts
@@ -112,6 +113,15 @@ def _page_error(exc: YimaError) -> Response:
     return shell.page_error(exc)
 
 
+def region_names(lang: str) -> dict[str, str]:
+    """Region codes by the name a reader knows them by: China and its provinces (浙江 /
+    Zhejiang), from anti_fraud.geo's table (the dashboards' too)."""
+    texts = MANAGE_TEXTS[lang]
+    return {"CN": texts["region_cn"]} | {
+        p.iso: p.short_zh if lang == "zh" else p.name_en for p in CN_PROVINCES
+    }
+
+
 def page_user() -> accounts.SignedInUser:
     """The signed-in user, whose role may open this page (else 403)."""
     return shell.page_user(PERMISSION_OF[(request.endpoint or "").rpartition(".")[2]])
@@ -135,6 +145,7 @@ def _page(
         "can": perms,
         "pages": request.script_root,
         "texts": texts,
+        "regions": region_names(lang),
         **(config or {}),
     }
     return shell.render_page(
@@ -146,6 +157,7 @@ def _page(
         config=settings,
         manage_js=shell.static_url("manage.js"),
         manage_css=shell.static_url("manage.css"),
+        regions=region_names(lang),
         **ctx,
     )
 

@@ -1,8 +1,8 @@
 """The words of the console's management pages, in Chinese (the default) and English.
 
 The pages use them server-side; ``static/manage.js`` gets the same dictionary in the page's
-``data-config`` (labels, statuses, messages, and the API's common field errors in the reader's
-language: ``apierr_*`` by the English message they replace).
+``data-config`` (labels, statuses, messages). The API's field errors arrive in the reader's
+language already: the script asks for it (Accept-Language), core.errors translates.
 """
 
 from __future__ import annotations
@@ -135,7 +135,22 @@ _ZH: dict[str, str] = {
     "parent": "上级经销商",
     "no_parent": "无",
     "regions": "授权区域",
-    "regions_hint": "每行或以逗号分隔一个：CN、CN-ZJ、CN-ZJ/杭州市。",
+    "regions_hint": "选择省份（按住 Ctrl 或 ⌘ 多选）。",
+    "other_regions": "其他区域（城市、其他国家）",
+    "other_regions_hint": "每行或以逗号分隔一个，如 CN-ZJ/杭州市、JP。",
+    "region_cn": "全国",
+    "add_stock": "补货",
+    "add_stock_of": "{name} 补货数量（负数为减少）",
+    "stock_added": "{name} 库存现为 {stock}",
+    "edit_campaign": "编辑活动",
+    "edit_campaign_draft_hint": "草稿可以修改全部设置。",
+    "edit_campaign_live_hint": (
+        "活动已排期：只能修改名称、说明、适用范围和积分规则；"
+        "奖品、概率、预算和活动时间受已公布的承诺约束。"
+    ),
+    "save_campaign": "保存活动",
+    "campaign_saved": "已保存活动 {name}",
+    "regions_chosen": "已选：{names}",
     "authorised_regions": "实际授权（含上级限制）",
     "contact": "联系方式",
     "active": "启用",
@@ -157,7 +172,7 @@ _ZH: dict[str, str] = {
     "target_skus": "商品 SKU",
     "target_skus_hint": "不选为全部商品；按住 Ctrl/⌘ 多选。",
     "target_regions": "区域",
-    "target_regions_hint": "留空为全部区域；如 CN-ZJ, CN-JS。",
+    "target_regions_hint": "不选为全部区域（按住 Ctrl 或 ⌘ 多选）。",
     "earn": "积分",
     "points_per_scan": "每次扫码积分",
     "points_per_scan_hint": "留空使用会员计划的默认值。",
@@ -375,23 +390,6 @@ _ZH: dict[str, str] = {
     "role_analyst": "分析师",
     "role_customer_service": "客服",
     "role_distributor": "经销商",
-    # the API's common field errors, in the reader's language
-    "apierr_Field required": "必填。",
-    "apierr_String should have at least 1 character": "不能为空。",
-    "apierr_Input should be a valid integer": "请输入整数。",
-    "apierr_Input should be a valid number": "请输入数字。",
-    "apierr_unknown product": "产品不存在。",
-    "apierr_List should have at least 1 item after validation, not 0": "请至少选择一项。",
-    # ... and the API's patterned ones ({n}: the number the message names)
-    "apipat_ge": "不能小于 {n}。",
-    "apipat_le": "不能大于 {n}。",
-    "apipat_gt": "必须大于 {n}。",
-    "apipat_min_len": "至少 {n} 个字符。",
-    "apipat_max_len": "最多 {n} 个字符。",
-    "apipat_pattern": "格式不正确。",
-    "apipat_choice": "请从选项中选择。",
-    "apipat_date": "请输入有效的日期。",
-    "apipat_datetime": "请输入有效的日期和时间。",
 }
 
 _EN: dict[str, str] = {
@@ -522,7 +520,22 @@ _EN: dict[str, str] = {
     "parent": "Parent distributor",
     "no_parent": "None",
     "regions": "Authorised regions",
-    "regions_hint": "One per line or comma-separated: CN, CN-ZJ, CN-ZJ/杭州市.",
+    "regions_hint": "Choose provinces (Ctrl or ⌘ to choose several).",
+    "other_regions": "Other regions (cities, other countries)",
+    "other_regions_hint": "One per line or comma-separated, e.g. CN-ZJ/杭州市, JP.",
+    "region_cn": "All of China",
+    "add_stock": "Add stock",
+    "add_stock_of": "Units to add to {name} (negative: remove)",
+    "stock_added": "{name}: {stock} in stock now",
+    "edit_campaign": "Edit campaign",
+    "edit_campaign_draft_hint": "A draft: every setting may change.",
+    "edit_campaign_live_hint": (
+        "Scheduled: only the name, description, targeting and points rules may change; prizes, "
+        "odds, budget and window are bound by the published commitment."
+    ),
+    "save_campaign": "Save campaign",
+    "campaign_saved": "Campaign {name} saved",
+    "regions_chosen": "Chosen: {names}",
     "authorised_regions": "In effect (within the parent's)",
     "contact": "Contact",
     "active": "Active",
@@ -546,7 +559,7 @@ _EN: dict[str, str] = {
     "target_skus": "Product SKUs",
     "target_skus_hint": "None chosen: every product; Ctrl/⌘ to choose several.",
     "target_regions": "Regions",
-    "target_regions_hint": "Empty: everywhere; e.g. CN-ZJ, CN-JS.",
+    "target_regions_hint": "None chosen: everywhere (Ctrl or ⌘ to choose several).",
     "earn": "Points",
     "points_per_scan": "Points per scan",
     "points_per_scan_hint": "Empty: the member programme's default.",

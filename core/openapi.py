@@ -182,6 +182,8 @@ PROBLEM_SCHEMA = {
         "detail": {"type": "string"},
         "code": {"type": "string"},
         "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+        # One stable code per field of ``errors``, the same in every language (core/errors.py).
+        "error_codes": {"type": "object", "additionalProperties": {"type": "string"}},
     },
 }
 

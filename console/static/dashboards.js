@@ -1,17 +1,18 @@
 /* Yima console dashboards: reads /api/v1/dashboards/<page> with the session cookie (the same
    filters as the page's URL) and draws the figures with ECharts (vendor/echarts-*.min.js).
-   Actions post to the management API with the session's CSRF token (X-CSRF-Token). The page
+   Actions post to the management API through console.js's `yima.api`. The page
    hands over its settings and texts as JSON in #dashboard[data-config]: no inline script. */
 (function () {
   "use strict";
-  const root = document.getElementById("dashboard");
-  if (!root) return;
-  const config = JSON.parse(root.getAttribute("data-config"));
-  const T = config.texts;
-  const API = document.body.getAttribute("data-api");
-  const meta = document.querySelector('meta[name="csrf-token"]');
-  const CSRF = meta ? meta.getAttribute("content") : "";
-  const LOCALE = config.lang === "en" ? "en-US" : "zh-CN";
+  const yima = window.yima; // console.js: the page's settings, fill, the API with CSRF
+  const page = yima.page("dashboard");
+  if (!page) return;
+  const root = page.root;
+  const config = page.config;
+  const T = page.texts;
+  const LOCALE = page.locale;
+  const fill = yima.fill;
+  const request = yima.api;
   const statusBox = document.getElementById("dash-status");
   const charts = [];
   const COLORS = {
@@ -33,10 +34,6 @@
   };
 
   // --- small helpers ------------------------------------------------------------------------
-
-  function fill(template, values) {
-    return String(template).replace(/\{(\w+)\}/g, (m, key) => (key in values ? values[key] : m));
-  }
 
   function num(n) {
     return n === null || n === undefined ? T.none : Number(n).toLocaleString(LOCALE);
@@ -122,22 +119,6 @@
       if (typeof v === "number") return el("td", { class: "num", text: num(v) });
       return el("td", { text: v === null || v === undefined ? T.none : String(v) });
     }));
-  }
-
-  function request(method, path, payload) {
-    const init = { method: method, credentials: "same-origin", headers: { Accept: "application/json" } };
-    if (method !== "GET") init.headers["X-CSRF-Token"] = CSRF;
-    if (payload !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(payload);
-    }
-    return fetch(API + path, init).then(
-      (response) => response.json().then(
-        (data) => ({ status: response.status, data: data }),
-        () => ({ status: response.status, data: {} })
-      ),
-      () => ({ status: 0, data: {} })
-    );
   }
 
   function detail(answer) {

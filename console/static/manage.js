@@ -1,26 +1,23 @@
-/* Yima console management pages: read and write /api/v1 with the session cookie and the
-   session's CSRF token (X-CSRF-Token), show the API's 422 field errors next to the fields in the
-   reader's language, poll print-file jobs for their progress. The page hands over its settings
-   and texts as JSON in #manage[data-config]: no inline script. No framework, no build. */
+/* Yima console management pages: read and write /api/v1 through console.js's `yima.api` (the
+   session cookie, its CSRF token, the page's language), show the API's 422 field errors next to
+   the fields, poll print-file jobs for their progress. The page hands over its settings and
+   texts as JSON in #manage[data-config]: no inline script. No framework, no build. */
 (function () {
   "use strict";
-  const root = document.getElementById("manage");
-  if (!root) return;
-  const config = JSON.parse(root.getAttribute("data-config"));
-  const T = config.texts;
-  const API = document.body.getAttribute("data-api");
-  const meta = document.querySelector('meta[name="csrf-token"]');
-  const CSRF = meta ? meta.getAttribute("content") : "";
-  const LOCALE = config.lang === "en" ? "en-US" : "zh-CN";
+  const yima = window.yima; // console.js: the page's settings, fill, the API with CSRF
+  const page = yima.page("manage");
+  if (!page) return;
+  const config = page.config;
+  const T = page.texts;
+  const LOCALE = page.locale;
+  const API = yima.apiBase;
+  const api = yima.api;
+  const fill = yima.fill;
   const PAGES = config.pages || "";
   const can = (permission) => config.can.indexOf(permission) >= 0;
   const statusBox = document.getElementById("page-status");
 
   // --- small helpers ------------------------------------------------------------------------
-
-  function fill(template, values) {
-    return String(template).replace(/\{(\w+)\}/g, (m, key) => (key in values ? values[key] : m));
-  }
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -95,6 +92,51 @@
     }).format(new Date(utcMillis)).replace(" ", "T").slice(0, 16);
   }
 
+  // A region code in words: 浙江 for CN-ZJ, 浙江 杭州市 for CN-ZJ/杭州市 (the code itself for
+  // a place the page has no name for).
+  const REGIONS = config.regions || {};
+  function regionName(code) {
+    if (!code) return T.none;
+    const [head, city] = String(code).split("/");
+    const name = REGIONS[head] || head;
+    return city ? name + " " + city : name;
+  }
+
+  function regionList(codes) {
+    return (codes || []).map(regionName).join(config.lang === "en" ? ", " : "、");
+  }
+
+  // Region pickers: the provinces chosen in the list, the other regions typed as codes (whose
+  // names are shown under the field as they are typed).
+  function setRegions(form, codes, pick, text) {
+    const picker = pick || form.querySelector('[data-type="region-pick"]');
+    const typed = text || form.querySelector("[data-region-names]");
+    const rest = [];
+    Array.prototype.forEach.call(picker.options, (o) => { o.selected = false; });
+    (codes || []).forEach((code) => {
+      const option = Array.prototype.find.call(picker.options, (o) => o.value === code);
+      if (option) option.selected = true; else rest.push(code);
+    });
+    typed.value = rest.join(typed.tagName === "TEXTAREA" ? "\n" : ", ");
+    showRegionNames(typed);
+  }
+
+  function pickedRegions(picker) {
+    return Array.prototype.filter.call(picker.options, (o) => o.selected).map((o) => o.value);
+  }
+
+  function showRegionNames(field) {
+    const note = field.parentNode.querySelector(".region-names");
+    if (!note) return;
+    const codes = splitList(field.value);
+    note.textContent = codes.length ? fill(T.regions_chosen, { names: regionList(codes) }) : "";
+    note.hidden = !codes.length;
+  }
+
+  document.querySelectorAll("[data-region-names]").forEach((field) => {
+    field.addEventListener("input", () => showRegionNames(field));
+  });
+
   function say(text, kind) {
     if (!statusBox) return;
     statusBox.textContent = text;
@@ -102,47 +144,11 @@
     statusBox.hidden = !text;
   }
 
-  /* Resolves {status, data}; status 0 when the network failed. */
-  function api(method, path, payload) {
-    const init = { method: method, credentials: "same-origin", headers: { Accept: "application/json" } };
-    if (method !== "GET" && method !== "HEAD") init.headers["X-CSRF-Token"] = CSRF;
-    if (payload !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(payload);
-    }
-    return fetch(API + path, init).then(
-      (response) => response.json().then(
-        (data) => ({ status: response.status, data: data }),
-        () => ({ status: response.status, data: {} })
-      ),
-      () => ({ status: 0, data: {} })
-    );
-  }
-
-  // The API's words for a field error, in the reader's language when we know them.
-  const PATTERNS = [
-    [/^Input should be greater than or equal to (-?[\d.]+)$/, "ge"],
-    [/^Input should be less than or equal to (-?[\d.]+)$/, "le"],
-    [/^Input should be greater than (-?[\d.]+)$/, "gt"],
-    [/^String should have at least (\d+) characters?$/, "min_len"],
-    [/^String should have at most (\d+) characters?$/, "max_len"],
-    [/^String should match pattern/, "pattern"],
-    [/^Input should be '[^']*'(, '[^']*')* or '[^']*'$/, "choice"],
-    [/^Input should be a valid date\b/, "date"],
-    [/^Input should be a valid datetime\b/, "datetime"],
-  ];
-
-  function errorText(message) {
-    const known = T["apierr_" + message];
-    if (known) return known;
-    if (config.lang !== "en") {
-      for (const [pattern, key] of PATTERNS) {
-        const found = pattern.exec(message);
-        if (found && T["apipat_" + key]) return fill(T["apipat_" + key], { n: found[1] });
-      }
-      return fill(T.field_error, { detail: message });
-    }
-    return message;
+  // A field error as the API words it: in the reader's language already (the request asked
+  // for it) when the API knows the kind of error (its error_codes), else marked as the API's.
+  function errorText(message, code) {
+    if (code && code !== "invalid") return message;
+    return config.lang === "en" ? message : fill(T.field_error, { detail: message });
   }
 
   // An answer that is not a success, in words: field errors next to their fields, the rest
@@ -187,12 +193,14 @@
 
   function showProblem(form, answer) {
     clearErrors(form);
-    const errors = (answer.status === 422 && answer.data && answer.data.errors) || {};
+    // 422: the fields are wrong; 409 with fields: they may not change now (a running campaign's odds).
+    const errors = ((answer.status === 422 || answer.status === 409) && answer.data && answer.data.errors) || {};
+    const codes = (answer.data && answer.data.error_codes) || {};
     const unplaced = [];
     Object.entries(errors).forEach(([key, message]) => {
       const slot = form.querySelector(`[data-error-for="${fieldKey(key).replace(/"/g, "")}"]`);
       const field = slot ? null : fieldOf(form, key);
-      const text = errorText(message);
+      const text = errorText(message, codes[key]);
       if (slot) {
         slot.textContent = text;
         slot.hidden = false;
@@ -206,7 +214,8 @@
       }
     });
     const box = form.querySelector(".form-error");
-    const summary = Object.keys(errors).length && !unplaced.length ? T.form_invalid :
+    const placed = Object.keys(errors).length && !unplaced.length;
+    const summary = placed && answer.status === 422 ? T.form_invalid :
       unplaced.length ? unplaced.join("\n") : problemText(answer);
     if (box) { box.textContent = summary; box.hidden = false; }
     else say(summary, "error");
@@ -238,8 +247,13 @@
       const name = field.getAttribute("name");
       const type = field.getAttribute("data-type") || "text";
       if (type === "bool") { out[name] = field.checked; return; }
+      if (type === "region-pick" || type === "list") {
+        // A picker and a typed list of one name make one list.
+        const values = type === "list" ? splitList(field.value) : pickedRegions(field);
+        out[name] = Array.from(new Set((out[name] || []).concat(values)));
+        return;
+      }
       const raw = field.value.trim();
-      if (type === "list") { out[name] = splitList(raw); return; }
       if (raw === "") {
         if (type === "text-or-null" || type === "int-or-null" || type === "fen-or-null") {
           if (!field.hasAttribute("data-omit-empty")) out[name] = null;
@@ -477,8 +491,8 @@
       return el("tr", { id: "distributor-" + d.id }, [
         el("td", {}, [el("code", { text: d.code })]), el("td", { text: d.name }),
         el("td", { text: T["level_" + d.level] || d.level }), el("td", { text: T["channel_" + d.channel] || d.channel }),
-        el("td", { class: "regions", text: d.regions.join(", ") || T.none }),
-        el("td", { class: "regions", text: d.authorised_regions.join(", ") || T.none }),
+        el("td", { class: "regions", text: regionList(d.regions) || T.none, title: d.regions.join(", ") }),
+        el("td", { class: "regions", text: regionList(d.authorised_regions) || T.none, title: d.authorised_regions.join(", ") }),
         el("td", {}, [el("span", { class: "badge " + (d.active ? "st-running" : "st-ended"), text: d.active ? T.active : T.inactive })]),
         el("td", {}, [edit]),
       ]);
@@ -510,16 +524,17 @@
       editForm.elements.level.value = d.level;
       editForm.elements.channel.value = d.channel;
       editForm.elements.parent_id.value = d.parent_id || "";
-      editForm.elements.regions.value = d.regions.join("\n");
+      setRegions(editForm, d.regions);
       editForm.elements.contact.value = d.contact || "";
       editForm.elements.active.checked = d.active;
       clearErrors(editForm);
-      editForm.elements.regions.focus();
+      editForm.querySelector('[data-type="region-pick"]').focus();
     }
 
     const form = document.getElementById("new-distributor");
     apiForm(form, (d) => {
       form.reset();
+      form.querySelectorAll("[data-region-names]").forEach(showRegionNames);
       say(fill(T.distributor_created, { code: d.code }));
       load();
     });
@@ -541,33 +556,46 @@
     return when(c.starts_at) + " – " + when(c.ends_at);
   }
 
-  pages.campaigns = function () {
-    loadInto("campaigns", "/campaigns?limit=200", (c) => el("tr", { id: "campaign-" + c.id }, [
-      el("td", { text: c.id }),
-      el("td", {}, [link("/campaigns/" + c.id, c.name, { class: "campaign-link" })]),
-      el("td", {}, [badge(c.status)]),
-      el("td", { text: windowText(c) }),
-      el("td", { text: c.has_draw ? T.yes : T.no }),
-      el("td", { text: when(c.created_at) }),
-    ]));
-    const form = document.getElementById("new-campaign");
-    if (!form) return;
+  const yuanInput = (fen) => (fen === null || fen === undefined ? "" : (fen / 100).toFixed(2));
+  const textOf = (n) => (n === null || n === undefined ? "" : String(n));
+
+  // The campaign form: creates a draft (existing null) or edits a campaign (its API answer).
+  // An edit sends the stored configuration with what the form shows laid over it, so that what
+  // the form does not show (priority, boosts, fraud policy, a prize's image) stays as it is and a
+  // running campaign's untouched odds and window compare equal to the published ones.
+  function campaignForm(form, existing, onSaved) {
+    let base = existing ? JSON.parse(JSON.stringify(existing.config)) : {};
+    const f = form.elements;
     const zoneInput = document.getElementById("c-timezone");
-    zoneInput.value = config.timezone || "Asia/Shanghai";
-    const now = Date.now();
-    document.getElementById("c-starts").value = localInput(now, zoneInput.value);
-    document.getElementById("c-ends").value = localInput(now + 30 * 86400000, zoneInput.value);
-
-    api("GET", "/products?limit=200").then((answer) => {
-      const select = document.getElementById("c-skus");
-      if (answer.status === 200) fillOptions(select, answer.data.items, (p) => p.sku, (p) => p.name + " (" + p.sku + ")");
-    });
-
-    const prizeRows = document.querySelector("#prize-table tbody");
+    const startsInput = document.getElementById("c-starts");
+    const endsInput = document.getElementById("c-ends");
+    const skuSelect = document.getElementById("c-skus");
+    const regionPick = document.getElementById("c-region-pick");
+    const regionText = document.getElementById("c-regions");
+    const prizeRows = form.querySelector("#prize-table tbody");
     const template = document.getElementById("prize-row");
     const fallback = document.getElementById("c-fallback");
     const withDraw = document.getElementById("c-with-draw");
     const drawBox = document.getElementById("c-draw");
+    let targeting = base.targeting || {};
+    let earn = base.earn || {};
+    let draw = base.draw || null;
+
+    zoneInput.value = base.timezone || config.timezone || "Asia/Shanghai";
+    const now = Date.now();
+    startsInput.value = localInput(existing ? Date.parse(base.starts_at) : now, zoneInput.value);
+    endsInput.value = localInput(existing ? Date.parse(base.ends_at) : now + 30 * 86400000, zoneInput.value);
+    let shown = { starts: startsInput.value, ends: endsInput.value, zone: zoneInput.value };
+
+    api("GET", "/products?limit=200").then((answer) => {
+      if (answer.status === 200) fillOptions(skuSelect, answer.data.items, (p) => p.sku, (p) => p.name + " (" + p.sku + ")");
+      (targeting.skus || []).forEach((sku) => {
+        let option = Array.prototype.find.call(skuSelect.options, (o) => o.value === sku);
+        if (!option) option = skuSelect.appendChild(el("option", { value: sku, text: sku }));
+        option.selected = true;
+      });
+    });
+    setRegions(form, targeting.regions || [], regionPick, regionText);
 
     function renumber() {
       const keep = fallback.value;
@@ -591,25 +619,50 @@
       Object.entries(values || {}).forEach(([name, value]) => { row.querySelector(`[data-prize="${name}"]`).value = value; });
       if (!row.querySelector('[data-prize="key"]').value) row.querySelector('[data-prize="key"]').value = "p" + (prizeRows.rows.length + 1);
       row.querySelector("[data-remove-prize]").addEventListener("click", () => { row.remove(); renumber(); });
-      row.querySelectorAll('[data-prize="key"], [data-prize="name"]').forEach((f) => f.addEventListener("input", renumber));
+      row.querySelectorAll('[data-prize="key"], [data-prize="name"]').forEach((field) => field.addEventListener("input", renumber));
       prizeRows.appendChild(row);
       renumber();
       return row;
     }
 
-    addPrize({ key: "points10", name: config.lang === "en" ? "10 points" : "10 积分", kind: "points", probability: "0.1", value: "10" });
-    addPrize({ key: "thanks", name: config.lang === "en" ? "Thanks" : "谢谢参与", kind: "thanks", probability: "0.9" });
-    fallback.value = "thanks";
+    if (existing) {
+      f.name.value = base.name || "";
+      f.description.value = base.description || "";
+      f.points_per_scan.value = textOf(earn.points_per_scan);
+      f.first_scan_bonus.value = earn.first_scan_bonus ? String(earn.first_scan_bonus) : "";
+      withDraw.checked = !!draw;
+      (draw ? draw.prizes : []).forEach((p) => addPrize({
+        key: p.key, name: p.name, kind: p.kind, probability: p.probability, stock: textOf(p.stock),
+        value: p.kind === "points" ? textOf(p.points) : p.kind === "cash" ? yuanInput(p.amount_fen) : yuanInput(p.value_fen),
+        coupon_item_id: textOf(p.coupon_item_id),
+      }));
+      if (draw) {
+        f.budget.value = yuanInput(draw.budget_fen);
+        fallback.value = draw.fallback || "";
+        f.draws_per_member_per_day.value = textOf(draw.draws_per_member_per_day);
+        f.wins_per_member.value = textOf(draw.wins_per_member);
+      }
+    } else {
+      addPrize({ key: "points10", name: config.lang === "en" ? "10 points" : "10 积分", kind: "points", probability: "0.1", value: "10" });
+      addPrize({ key: "thanks", name: config.lang === "en" ? "Thanks" : "谢谢参与", kind: "thanks", probability: "0.9" });
+      fallback.value = "thanks";
+    }
+    drawBox.hidden = !withDraw.checked;
     document.getElementById("add-prize").addEventListener("click", () => {
       addPrize().querySelector('[data-prize="name"]').focus();
     });
     withDraw.addEventListener("change", () => { drawBox.hidden = !withDraw.checked; });
 
+    // A prize row over the stored prize of its key: the value fields the kind does not use are
+    // cleared, the rest come from the row.
     function prizeOf(row) {
       const v = (name) => row.querySelector(`[data-prize="${name}"]`).value.trim();
       const kind = v("kind");
-      const prize = { key: v("key"), name: v("name"), kind: kind, probability: v("probability") };
+      const before = (draw && draw.prizes.find((p) => p.key === v("key"))) || {};
+      const prize = Object.assign({}, before, { key: v("key"), name: v("name"), kind: kind, probability: v("probability") });
+      ["points", "amount_fen", "value_fen", "coupon_item_id"].forEach((name) => { if (name in prize) prize[name] = null; });
       if (v("stock") !== "") prize.stock = toInt(v("stock"));
+      else if ("stock" in prize) prize.stock = null;
       const value = v("value");
       if (kind === "points" && value !== "") prize.points = toInt(value);
       if (kind === "cash" && value !== "") prize.amount_fen = toFen(value);
@@ -618,47 +671,79 @@
       return prize;
     }
 
+    function optional(target, name, value) {
+      if (value !== "") target[name] = value;
+      else if (existing) target[name] = null;
+    }
+
     function spec() {
-      const f = form.elements;
       const zone = f.timezone.value.trim() || "Asia/Shanghai";
-      const body = {
+      const body = Object.assign({}, base, {
         name: f.name.value.trim(),
         description: f.description.value.trim(),
-        starts_at: zonedISO(f.starts_at.value, zone),
-        ends_at: zonedISO(f.ends_at.value, zone),
         timezone: zone,
-        targeting: {
-          skus: Array.prototype.filter.call(f.skus.options, (o) => o.selected).map((o) => o.value),
-          regions: splitList(f.regions.value),
-        },
-        earn: {},
-      };
-      if (f.points_per_scan.value.trim() !== "") body.earn.points_per_scan = toInt(f.points_per_scan.value);
+        targeting: Object.assign({}, targeting, {
+          skus: Array.prototype.filter.call(skuSelect.options, (o) => o.selected).map((o) => o.value),
+          regions: Array.from(new Set(pickedRegions(regionPick).concat(splitList(regionText.value)))),
+        }),
+        earn: Object.assign({}, earn),
+      });
+      // An untouched window is sent as stored (the form shows minutes only).
+      const moved = !existing || zone !== shown.zone;
+      if (moved || startsInput.value !== shown.starts) body.starts_at = zonedISO(startsInput.value, zone);
+      if (moved || endsInput.value !== shown.ends) body.ends_at = zonedISO(endsInput.value, zone);
+      optional(body.earn, "points_per_scan", f.points_per_scan.value.trim() === "" ? "" : toInt(f.points_per_scan.value));
       if (f.first_scan_bonus.value.trim() !== "") body.earn.first_scan_bonus = toInt(f.first_scan_bonus.value);
+      else if (existing) body.earn.first_scan_bonus = 0;
       if (withDraw.checked) {
-        const draw = { prizes: Array.prototype.map.call(prizeRows.rows, prizeOf) };
-        if (f.budget.value.trim() !== "") draw.budget_fen = toFen(f.budget.value);
-        if (f.fallback.value) draw.fallback = f.fallback.value;
-        if (f.draws_per_member_per_day.value.trim() !== "") draw.draws_per_member_per_day = toInt(f.draws_per_member_per_day.value);
-        if (f.wins_per_member.value.trim() !== "") draw.wins_per_member = toInt(f.wins_per_member.value);
-        body.draw = draw;
+        const next = Object.assign({}, draw || {}, { prizes: Array.prototype.map.call(prizeRows.rows, prizeOf) });
+        optional(next, "budget_fen", f.budget.value.trim() === "" ? "" : toFen(f.budget.value));
+        optional(next, "fallback", f.fallback.value);
+        optional(next, "draws_per_member_per_day", f.draws_per_member_per_day.value.trim() === "" ? "" : toInt(f.draws_per_member_per_day.value));
+        optional(next, "wins_per_member", f.wins_per_member.value.trim() === "" ? "" : toInt(f.wins_per_member.value));
+        body.draw = next;
+      } else if (existing) {
+        body.draw = null;
       }
       return body;
     }
 
     form.addEventListener("submit", (event) => {
       event.preventDefault();
+      clearErrors(form);
       busy(form, true);
-      api("POST", "/campaigns", spec()).then((answer) => {
+      const [method, path] = existing ? ["PUT", "/campaigns/" + existing.id] : ["POST", "/campaigns"];
+      api(method, path, spec()).then((answer) => {
         busy(form, false);
-        if (answer.status === 201) {
-          clearErrors(form);
-          say(fill(T.campaign_created, { name: answer.data.name }));
-          window.location.assign(PAGES + "/campaigns/" + answer.data.id);
-        } else {
-          showProblem(form, answer);
+        if (answer.status !== 200 && answer.status !== 201) { showProblem(form, answer); return; }
+        if (existing) {
+          // What was saved is what the next edit starts from.
+          existing = answer.data;
+          base = JSON.parse(JSON.stringify(existing.config));
+          targeting = base.targeting || {};
+          earn = base.earn || {};
+          draw = base.draw || null;
+          shown = { starts: startsInput.value, ends: endsInput.value, zone: zoneInput.value };
         }
+        onSaved(answer.data);
       });
+    });
+  }
+
+  pages.campaigns = function () {
+    loadInto("campaigns", "/campaigns?limit=200", (c) => el("tr", { id: "campaign-" + c.id }, [
+      el("td", { text: c.id }),
+      el("td", {}, [link("/campaigns/" + c.id, c.name, { class: "campaign-link" })]),
+      el("td", {}, [badge(c.status)]),
+      el("td", { text: windowText(c) }),
+      el("td", { text: c.has_draw ? T.yes : T.no }),
+      el("td", { text: when(c.created_at) }),
+    ]));
+    const form = document.getElementById("new-campaign");
+    if (!form) return;
+    campaignForm(form, null, (c) => {
+      say(fill(T.campaign_created, { name: c.name }));
+      window.location.assign(PAGES + "/campaigns/" + c.id);
     });
   };
 
@@ -671,6 +756,8 @@
       paused: ["resume", "end"],
       ended: [],
     };
+    const editForm = document.getElementById("edit-campaign");
+    let editing = false;
 
     function show(c) {
       const status = document.getElementById("campaign-status");
@@ -679,15 +766,28 @@
       const t = c.config.targeting || {};
       const parts = [];
       if (t.skus && t.skus.length) parts.push(T.target_skus + ": " + t.skus.join(", "));
-      if (t.regions && t.regions.length) parts.push(T.target_regions + ": " + t.regions.join(", "));
+      if (t.regions && t.regions.length) parts.push(T.target_regions + ": " + regionList(t.regions));
       document.getElementById("campaign-targeting").textContent = parts.join(" · ") || T.none;
       const earn = c.config.earn || {};
       document.getElementById("campaign-points").textContent = num(earn.points_per_scan);
       document.getElementById("campaign-seed").textContent = c.seed_hash || T.none;
+      document.getElementById("page-title").textContent = c.name;
       ["schedule", "pause", "resume", "end"].forEach((action) => {
         const button = document.getElementById("campaign-" + action);
         if (button) button.hidden = (actions[c.status] || []).indexOf(action) < 0;
       });
+      const card = document.getElementById("edit-campaign-card");
+      if (card && c.status === "ended") card.hidden = true;
+      const hint = document.getElementById("edit-campaign-hint");
+      if (hint) hint.textContent = c.status === "draft" ? T.edit_campaign_draft_hint : T.edit_campaign_live_hint;
+      if (editForm && !editing) {
+        editing = true;
+        campaignForm(editForm, c, (saved) => {
+          show(saved);
+          say(fill(T.campaign_saved, { name: saved.name }));
+          figures();
+        });
+      }
     }
 
     function figures() {
@@ -762,7 +862,7 @@
         el("td", { text: r.batch_id + " / " + r.serial }),
         el("td", { text: num(r.points) }),
         el("td", { text: r.reasons.join(", ") }),
-        el("td", { text: r.region || T.none }),
+        el("td", { text: regionName(r.region) }),
         el("td", { text: draw }),
         el("td", { text: when(r.created_at) }),
       ].forEach((cell) => row.appendChild(cell));
@@ -787,7 +887,7 @@
       return el("tr", { id: "member-" + mb.id }, [
         el("td", { text: mb.id }), el("td", { class: "phone", text: mb.phone || T.none }),
         el("td", { text: mb.nickname || T.none }), el("td", { text: tiers[mb.tier_id] || T.none }),
-        el("td", { text: num(mb.growth) }), el("td", { text: mb.region || T.none }),
+        el("td", { text: num(mb.growth) }), el("td", { text: regionName(mb.region) }),
         el("td", { text: when(mb.created_at) }), el("td", { text: when(mb.last_active_at) }),
         el("td", {}, [link("/members/" + mb.id, T.open_360, { class: "open-member", id: "open-member-" + mb.id })]),
       ]);
@@ -827,7 +927,7 @@
       set("member-status", mb.status === "erased" ? T.erased : T["member_" + mb.status] || mb.status);
       set("member-tier", mb.tier ? mb.tier.name : null);
       set("member-growth", num(mb.growth));
-      set("member-region", mb.region);
+      set("member-region", mb.region ? regionName(mb.region) : null);
       set("member-source", [mb.source, mb.channel].filter(Boolean).join(" · "));
       set("member-referral", mb.referral_code ? mb.referral_code + " · " + T.invited + " " + mb.invited : null);
       set("member-rfm", mb.rfm ? (mb.rfm[config.lang === "en" ? "label_en" : "label_zh"] || mb.rfm.segment || "") : null);
@@ -885,15 +985,35 @@
         el("td", { text: num(t.members) }),
       ]));
     }
+    // Stock is added (or, negative, taken away) atomically by the API; unlimited stock has none.
+    function restockForm(i) {
+      const form = el("form", { class: "restock", id: "restock-" + i.id, novalidate: true }, [
+        el("div", {}, [el("input", { name: "add", type: "number", class: "short", required: true, "aria-label": fill(T.add_stock_of, { name: i.name }) })]),
+        el("button", { type: "submit", class: "small" }, [T.add_stock]),
+      ]);
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        clearErrors(form);
+        busy(form, true);
+        api("POST", "/catalogue/items/" + i.id + "/stock", { add: toInt(form.elements.add.value) }).then((answer) => {
+          busy(form, false);
+          if (answer.status !== 200) { showProblem(form, answer); return; }
+          say(fill(T.stock_added, { name: answer.data.name, stock: num(answer.data.stock) }));
+          items();
+        });
+      });
+      return form;
+    }
+
     function items() {
       loadInto("catalogue", "/catalogue/items?limit=200", (i) => {
         const toggle = can("members_write")
-          ? el("td", {}, [el("button", {
+          ? el("td", { class: "actions" }, [el("button", {
             type: "button", class: "small secondary", id: "toggle-item-" + i.id,
             onclick: () => api("PATCH", "/catalogue/items/" + i.id, { active: !i.active }).then((answer) => {
               if (answer.status === 200) items(); else say(problemText(answer), "error");
             }),
-          }, [i.active ? T.take_off : T.put_on])])
+          }, [i.active ? T.take_off : T.put_on]), i.stock === null ? null : restockForm(i)])
           : null;
         return el("tr", { id: "item-" + i.id }, [
           el("td", { text: i.id }), el("td", { text: config.lang === "en" && i.name_en ? i.name_en : i.name }),

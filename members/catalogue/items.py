@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from core.errors import ConflictError, ValidationFailedError
+from core.errors import ConflictError, ValidationFailedError, register_messages
 from members.errors import (
     CatalogueItemNotFoundError,
     MemberNotFoundError,
@@ -184,6 +184,18 @@ def update_item(
 def deactivate_item(session: Session, *, tenant_id: int, item_id: int) -> CatalogueItem:
     """Take an item off the catalogue (its orders and coupons stay)."""
     return update_item(session, tenant_id=tenant_id, item_id=item_id, changes={"active": False})
+
+
+# restock's messages in Chinese, for core.errors' catalogue (a console page asks in its language)
+register_messages(
+    ("non_zero", r"a non-zero whole number", "请输入非零整数。"),
+    (
+        "stock_unlimited",
+        r"(this item's stock|the stock) is unlimited",
+        "此商品库存不限，无需补货。",
+    ),
+    ("stock_short", r"only (?P<n>-?\d+) in stock", "库存只有 {n}。"),
+)
 
 
 def restock(session: Session, *, tenant_id: int, item_id: int, add: int) -> CatalogueItem:
