@@ -282,22 +282,49 @@ def _api_keys_page(
     message: str = "",
     token: str = "",
 ) -> Response:
-    keys = db_session().scalars(
-        select(ApiKey).where(ApiKey.tenant_id == who.tenant_id).order_by(ApiKey.id.desc())
+    session = db_session()
+    keys = list(
+        session.scalars(
+            select(ApiKey).where(ApiKey.tenant_id == who.tenant_id).order_by(ApiKey.id.desc())
+        )
     )
-    zone = tenant_timezone(db_session(), who.tenant_id)
+    distributors = _key_distributors(who)
+    names = {d.id: f"{d.code} · {d.name}" for d in distributors}
+    bound = {}
+    for key in keys:
+        if key.role == "distributor":
+            distributor_id = traceability.distributor_of_api_key(session, key.id)
+            bound[key.id] = names.get(distributor_id or 0, "")
+    zone = tenant_timezone(session, who.tenant_id)
     return _page(
         who,
         "api_keys",
         status=status,
-        keys=list(keys),
-        roles=[r for r in ROLES if r != "distributor"],
+        keys=keys,
+        roles=list(ROLES),
+        distributors=[d for d in distributors if d.active],
+        bound=bound,
         errors=errors or {},
-        form=form or {"name": "", "role": "analyst"},
+        form=form or {"name": "", "role": "analyst", "distributor_id": ""},
         message=message,
         token=token,
         zone=zone,
     )
+
+
+def _key_distributors(who: accounts.SignedInUser) -> list[Any]:
+    """The brand's distributors a key may act for (all of them, a page of 1,000 at a time)."""
+    found: list[Any] = []
+    while True:
+        page = traceability.list_distributors(
+            db_session(),
+            tenant_id=who.tenant_id,
+            after_id=found[-1].id if found else 0,
+            limit=1000,
+        )
+        found.extend(page)
+        if len(page) < 1000:
+            return found
 
 
 @manage_pages.get("/api-keys")
@@ -316,18 +343,33 @@ def create_api_key() -> Response:
     texts = MANAGE_TEXTS[page_lang()]
     name = request.form.get("name", "").strip()
     role = request.form.get("role", "")
-    form = {"name": name[:KEY_NAME_MAX], "role": role[:40]}
+    raw_distributor = request.form.get("distributor_id", "").strip()
+    form = {"name": name[:KEY_NAME_MAX], "role": role[:40], "distributor_id": raw_distributor[:12]}
     errors: dict[str, str] = {}
     if not name or len(name) > KEY_NAME_MAX:
         errors["name"] = texts["err_key_name"]
-    if role not in ROLES or role == "distributor":
+    if role not in ROLES:
         errors["role"] = texts["err_key_role"]
+    # A distributor's key acts for one of the brand's active distributors (its shipments and
+    # alerts only); no other role's key is bound to one.
+    distributor_id = None
+    if role == "distributor":
+        active = {d.id for d in _key_distributors(who) if d.active}
+        distributor_id = int(raw_distributor) if raw_distributor.isdigit() else None
+        if distributor_id not in active:
+            errors["distributor_id"] = texts["err_key_distributor"]
+    elif raw_distributor:
+        errors["distributor_id"] = texts["err_key_not_distributor"]
     if errors:
         return _api_keys_page(who, status=422, errors=errors, form=form)
     session = db_session()
     issued = core_services.create_api_key(
         session, tenant_id=who.tenant_id, name=name, role=role, user_id=who.user_id
     )
+    detail: dict[str, Any] = {"name": name, "role": role, "prefix": issued.key.prefix}
+    if distributor_id is not None:
+        traceability.bind_api_key(session, distributor_id=distributor_id, api_key_id=issued.key.id)
+        detail["distributor_id"] = distributor_id
     core_services.record_audit(
         session,
         tenant_id=who.tenant_id,
@@ -335,7 +377,7 @@ def create_api_key() -> Response:
         action="api_key.create",
         target_type="api_key",
         target_id=issued.key.id,
-        detail={"name": name, "role": role, "prefix": issued.key.prefix},
+        detail=detail,
         ip=client_ip(),
     )
     return _api_keys_page(who, message=texts["key_created"].format(name=name), token=issued.token)
