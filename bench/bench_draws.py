@@ -40,7 +40,9 @@ live in each process (``campaigns/fraud.py``), as in the embedded default.
     each counts the statements sent (psycopg ``Cursor.execute``) and the time spent waiting for
     each kind, so the rest of a scan's time is Python.
 
-``--profile`` runs worker 0 of each (a) run under cProfile and prints where its time goes.
+``--profile`` runs worker 0 of each (a) run under cProfile, timed in CPU time (a wall-clock
+profile charges a worker's wait for a core to whatever it was running), and prints where that
+time goes: by function, then cumulative for Yima's packages and SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -364,7 +366,9 @@ def run_worker(job: Job, start: Any, finish: Any, results: Any) -> None:
             unit(SERIALS_PER_WORKER - 1 - i)  # serials of their own, at the end of the range
         outcomes.clear()
         start.wait()
-        profiler = cProfile.Profile() if job.profile else None
+        # CPU time, not wall time: with more processes than cores a wall-clock profile charges
+        # the time a worker waits for a core (or the database) to whatever it was running.
+        profiler = cProfile.Profile(time.process_time) if job.profile else None
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         deadline = t0 + job.seconds
@@ -381,7 +385,9 @@ def run_worker(job: Job, start: Any, finish: Any, results: Any) -> None:
         report = ""
         if profiler is not None:
             out = io.StringIO()
-            pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(22)
+            stats = pstats.Stats(profiler, stream=out)
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_stats(r"campaigns|members|core|sqlalchemy", 25)
             report = out.getvalue()
         results.put(Done(job.worker, done, elapsed, cpu, dict(outcomes), report))
         # Connections stay open until the parent has read their backends' CPU time.
