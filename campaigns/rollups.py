@@ -378,31 +378,6 @@ class Tally:
     engaged: int = 0
     winners: int = 0
 
-    def total(self, index: int, **match: Any) -> int:
-        """Sum of column ``index`` (0 rewards, 1 points, 2 valued, 3 value_fen) over the rows
-        whose key parts equal ``match`` (``status``, ``outcome``, ...)."""
-        return sum(s[index] for k, s in self.days.items() if _matches(k, match))
-
-    def by(self, part: str, index: int = 0, **match: Any) -> dict[Any, int]:
-        """Column ``index`` summed by key part ``part``, over the rows matching ``match``."""
-        at = _PARTS.index(part)
-        out: dict[Any, int] = defaultdict(int)
-        for k, s in self.days.items():
-            if _matches(k, match):
-                out[k[at]] += s[index]
-        return dict(out)
-
-
-_PARTS = ("day", "status", "outcome", "downgrade", "prize_id")
-
-
-def _matches(key: tuple[Any, ...], match: dict[str, Any]) -> bool:
-    for part, want in match.items():
-        have = key[_PARTS.index(part.removesuffix("_not"))]
-        if (part.endswith("_not") and have == want) or (not part.endswith("_not") and have != want):
-            return False
-    return True
-
 
 def _cursor_state(session: Session) -> tuple[Any, ...]:
     row = session.execute(
