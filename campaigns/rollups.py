@@ -53,7 +53,7 @@ from campaigns.models import (
     RollupCursor,
 )
 from core import rollups
-from core.db import dialect_insert, insert_ignore, utcnow
+from core.db import dialect_insert, utcnow
 from core.runtime import Runtime
 
 CURSOR = "rewards"
@@ -327,23 +327,6 @@ def rollup_lag(session: Session) -> dict[str, Any]:
 # --- a status changing after the count ----------------------------------------------------------
 
 
-def _share_cursor(session: Session) -> rollups.Cursor:
-    """The watermark under a share lock: no refresh moves it until the transaction ends."""
-    if session.get_bind().dialect.name == "postgresql":
-        # (The migration made the row; an emptied table gets it back here, so there is a row
-        # to lock.)
-        insert_ignore(
-            session, _CURSORS, {"name": CURSOR, "last_id": 0, "gaps": [], "updated_at": utcnow()}
-        )
-    stmt = select(_CURSORS.c.last_id, _CURSORS.c.gaps).where(_CURSORS.c.name == CURSOR)
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(read=True)
-    row = session.execute(stmt).first()
-    if row is None:
-        return rollups.Cursor(CURSOR, 0, [])
-    return rollups.Cursor(CURSOR, int(row[0]), [list(map(int, g)) for g in row[1] or ()])
-
-
 def _counted(cursor: rollups.Cursor, reward_id: int) -> bool:
     return reward_id <= cursor.last_id and not any(a <= reward_id <= b for a, b, _s in cursor.gaps)
 
@@ -353,7 +336,7 @@ def move_status(session: Session, rows: Sequence[Any], *, from_status: str, to_s
     ``from_status`` to ``to_status`` in this transaction: move the counted ones' counts too."""
     if not rows:
         return
-    cursor = _share_cursor(session)
+    cursor = rollups.claim_cursor(session, _CURSORS, CURSOR, now=utcnow(), shared=True)
     counted = [r for r in rows if _counted(cursor, int(r.id))]
     if not counted:
         return
@@ -398,7 +381,7 @@ def campaign_tally(session: Session, campaign: Campaign) -> Tally:
                 CURSOR, int(before[0]), [list(map(int, g)) for g in before[1] or ()]
             )
         else:  # a refresh moved the watermark every time: wait for it instead
-            cursor = _share_cursor(session)
+            cursor = rollups.claim_cursor(session, _CURSORS, CURSOR, now=utcnow(), shared=True)
         tally = _read(session, campaign, cursor)
         if attempt == _READ_TRIES or _cursor_state(session) == before:
             return tally

@@ -363,13 +363,21 @@ def create_api_key() -> Response:
     if errors:
         return _api_keys_page(who, status=422, errors=errors, form=form)
     session = db_session()
-    issued = core_services.create_api_key(
-        session, tenant_id=who.tenant_id, name=name, role=role, user_id=who.user_id
-    )
-    detail: dict[str, Any] = {"name": name, "role": role, "prefix": issued.key.prefix}
+    detail: dict[str, Any] = {"name": name, "role": role}
     if distributor_id is not None:
-        traceability.bind_api_key(session, distributor_id=distributor_id, api_key_id=issued.key.id)
+        issued = traceability.issue_distributor_key(
+            session,
+            tenant_id=who.tenant_id,
+            distributor_id=distributor_id,
+            name=name,
+            user_id=who.user_id,
+        )
         detail["distributor_id"] = distributor_id
+    else:
+        issued = core_services.create_api_key(
+            session, tenant_id=who.tenant_id, name=name, role=role, user_id=who.user_id
+        )
+    detail["prefix"] = issued.key.prefix
     core_services.record_audit(
         session,
         tenant_id=who.tenant_id,

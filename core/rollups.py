@@ -46,13 +46,17 @@ class Cursor:
         return or_(*(and_(id_column >= a, id_column <= b) for a, b, _seen in self.gaps))
 
 
-def claim_cursor(session: Session, table: Table, name: str, *, now: dt.datetime) -> Cursor:
-    """The watermark ``name``, locked until the transaction ends (created at 0 the first time)."""
+def claim_cursor(
+    session: Session, table: Table, name: str, *, now: dt.datetime, shared: bool = False
+) -> Cursor:
+    """The watermark ``name``, locked until the transaction ends (created at 0 the first time).
+    ``shared``: in share mode, for a writer that must not run while a refresh moves it (other
+    share holders go on; a refresh waits for them all)."""
     insert_ignore(session, table, {"name": name, "last_id": 0, "gaps": [], "updated_at": now})
     stmt = select(table.c.last_id, table.c.gaps).where(table.c.name == name)
     if session.get_bind().dialect.name == "postgresql":
         # SQLite's writers are serialised by BEGIN IMMEDIATE already.
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(read=shared)
     last_id, gaps = session.execute(stmt).one()
     return Cursor(name, int(last_id), [list(map(int, g)) for g in gaps or ()])
 

@@ -25,6 +25,7 @@ from traceability.distributors import (
     distributor_of_principal,
     get_distributor,
     get_distributor_or_raise,
+    issue_distributor_key,
     list_distributors,
     update_distributor,
 )
@@ -86,6 +87,7 @@ __all__ = [
     "get_distributor_or_raise",
     "get_shipment_or_raise",
     "get_trace_config",
+    "issue_distributor_key",
     "journey_steps",
     "list_activations",
     "list_distributors",

@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core import services as core_services
 from core.db import after_commit
 from core.errors import ValidationFailedError
 from core.runtime import Runtime
@@ -264,6 +265,19 @@ def ancestors_of(session: Session, distributor_id: int) -> list[int]:
 def bind_api_key(session: Session, *, distributor_id: int, api_key_id: int) -> None:
     session.add(DistributorKey(api_key_id=api_key_id, distributor_id=distributor_id))
     session.flush()
+
+
+def issue_distributor_key(
+    session: Session, *, tenant_id: int, distributor_id: int, name: str, user_id: int | None = None
+) -> core_services.IssuedApiKey:
+    """A new API key of the distributor role acting for the brand's distributor (404 for
+    another brand's); its token is in the answer only."""
+    get_distributor_or_raise(session, tenant_id=tenant_id, distributor_id=distributor_id)
+    issued = core_services.create_api_key(
+        session, tenant_id=tenant_id, name=name, role="distributor", user_id=user_id
+    )
+    bind_api_key(session, distributor_id=distributor_id, api_key_id=issued.key.id)
+    return issued
 
 
 def distributor_of_api_key(session: Session, api_key_id: int) -> int | None:

@@ -19,7 +19,6 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 import codegen
-from core import services as core_services
 from core.auth import PERMISSIONS, Principal, audit, current_principal
 from core.errors import PermissionDeniedError, ValidationFailedError
 from core.openapi import (
@@ -43,10 +42,10 @@ from traceability.activation import (
 from traceability.codes import CodeRef, bulk, resolve_code, resolve_codes
 from traceability.distributors import (
     authorised_regions,
-    bind_api_key,
     create_distributor,
     distributor_of_principal,
     get_distributor_or_raise,
+    issue_distributor_key,
     list_distributors,
     own_regions,
     update_distributor,
@@ -622,12 +621,12 @@ def post_distributor_key(distributor_id: int) -> Any:
     if "keys" not in PERMISSIONS.get(principal.role, frozenset()):
         raise PermissionDeniedError(f"the role {principal.role!r} may not issue keys")
     body = parse_body(schemas.DistributorKeyIn)
-    session = db_session()
-    get_distributor_or_raise(session, tenant_id=principal.tenant_id, distributor_id=distributor_id)
-    issued = core_services.create_api_key(
-        session, tenant_id=principal.tenant_id, name=body.name, role="distributor"
+    issued = issue_distributor_key(
+        db_session(),
+        tenant_id=principal.tenant_id,
+        distributor_id=distributor_id,
+        name=body.name,
     )
-    bind_api_key(session, distributor_id=distributor_id, api_key_id=issued.key.id)
     audit(
         "trace.distributor_key",
         target_type="distributor",
