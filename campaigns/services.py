@@ -111,6 +111,7 @@ _CLAIM_COUNTED = text(
 )
 
 _JSON_COLUMNS = ("breakdown", "reasons", "counts", "draw_inputs")
+_EMPTY: dict[type, str] = {list: "[]", dict: "{}", tuple: "[]"}  # most scans' empty lists
 _FINISH_COLUMNS = (
     "points",
     "status",
@@ -234,8 +235,9 @@ def _finish_reward(
     params: dict[str, Any] = dict.fromkeys(_FINISH_COLUMNS + _JSON_COLUMNS)
     params.update(values, id=reward_id, value_fen=values.get("value_fen", 0))
     for column in _JSON_COLUMNS:
-        if params[column] is not None:
-            params[column] = json.dumps(params[column], ensure_ascii=False)
+        value = params[column]
+        if value is not None:
+            params[column] = json.dumps(value, ensure_ascii=False) if value else _EMPTY[type(value)]
     if bump is not None:
         params.update(
             bc=bump.campaign_id,

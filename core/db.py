@@ -31,6 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from core.group_commit import GroupCommit
+
 log = logging.getLogger("yima.db")
 
 NAMING_CONVENTION = {
@@ -166,6 +168,9 @@ class Database:
         self.url = url
         self.engine = make_engine(url, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        # Units of work that threads of this process have ready together share a commit
+        # (core/group_commit.py): the scan service runs each scan through it.
+        self.group_commit = GroupCommit(self)
 
     @property
     def is_sqlite(self) -> bool:
@@ -246,9 +251,30 @@ def _pyformat(sql: str) -> str:
     return _NAMED.sub(r"%(\1)s", sql)
 
 
+_DRIVER_KEY = "yima.driver"
+
+
 def driver_cursor(session: Session) -> Any:
-    """A psycopg cursor on the session's connection (its transaction): PostgreSQL only."""
-    return session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    """A psycopg cursor of its own on the session's connection (its transaction): PostgreSQL
+    only."""
+    return _driver(session)[1].cursor()
+
+
+def _driver(session: Session) -> tuple[Any, Any, Any]:
+    """(transaction, driver connection, cursor) of the session's transaction.
+
+    Kept for the transaction: asking SQLAlchemy for the connection (``session.connection()``)
+    and making a cursor cost 0.1 ms of CPU a statement together, a sixth of a draw's Python
+    (bench/bench_draws.py). A new transaction may hold another pooled connection, so the copy
+    is checked against it. The kept cursor serves :func:`fetch_all` and :func:`execute` only,
+    which read their rows at once."""
+    transaction = session.get_transaction()
+    kept: tuple[Any, Any, Any] | None = session.info.get(_DRIVER_KEY)
+    if kept is None or transaction is None or kept[0] is not transaction:
+        driver = session.connection().connection.driver_connection
+        assert driver is not None
+        kept = session.info[_DRIVER_KEY] = (session.get_transaction(), driver, driver.cursor())
+    return kept
 
 
 def fetch_all(session: Session, clause: Any, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -256,7 +282,7 @@ def fetch_all(session: Session, clause: Any, params: dict[str, Any]) -> list[tup
     ``UTCDateTime`` gives them; elsewhere through the session."""
     if session.get_bind().dialect.name != "postgresql":
         return [tuple(row) for row in session.execute(clause, params).all()]
-    cursor = driver_cursor(session)
+    cursor = _driver(session)[2]
     cursor.execute(pyformat(clause), params, prepare=True)
     return [
         tuple(v.astimezone(dt.UTC) if isinstance(v, dt.datetime) else v for v in row)
@@ -270,4 +296,4 @@ def execute(session: Session, clause: Any, params: dict[str, Any]) -> None:
     if session.get_bind().dialect.name != "postgresql":
         session.execute(clause, params)
         return
-    driver_cursor(session).execute(pyformat(clause), params, prepare=True)
+    _driver(session)[2].execute(pyformat(clause), params, prepare=True)

@@ -22,7 +22,7 @@ import traceability
 from core.config import Settings
 from core.models import Tenant
 from core.openapi import build_spec, operation, parse_body
-from core.web import app_runtime, build_app, db_session
+from core.web import app_runtime, build_app, commit_request_session, db_session
 from scan_service import schemas
 from scan_service.draw_pages import draw_of, draw_texts, register_draw_pages, script_url
 from scan_service.fastpath import ForgedCodeFastPath
@@ -95,6 +95,29 @@ def _journey(answer: ScanAnswer, lang: str) -> list[dict[str, str]]:
     ]
 
 
+def run_scan(
+    scan_request: anti_fraud.ScanRequest, verification: codegen.Verification | None = None
+) -> ScanAnswer:
+    """The orchestrator on this request's scan, committed before it returns.
+
+    A code that verifies runs through the process's group commit (core/group_commit.py): on a
+    threaded worker (gunicorn ``--threads``) the scans ready at the same moment share one
+    transaction and one commit, each under a savepoint of its own. The unit may run on another
+    request's thread, so what needs this request (the signed-in member, from its cookie or
+    token) is read here first; a forged code still reaches neither the database nor the
+    member lookup."""
+    runtime = app_runtime()
+    if verification is None:
+        verification = codegen.verify(runtime, scan_request.code)
+    if isinstance(verification, codegen.InvalidToken):
+        return scan(db_session(), runtime, scan_request, verification)
+    member = signed_in()
+    commit_request_session()
+    return runtime.db.group_commit.run(
+        lambda session: scan(session, runtime, scan_request, verification, member=lambda: member)
+    )
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     app = build_app(__name__, settings)
     app.register_blueprint(members.consumer_blueprint(), url_prefix=API_PREFIX)
@@ -109,12 +132,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             device = None
         new_device = device or secrets.token_hex(16)
         try:
-            answer = scan(
-                db_session(),
-                app_runtime(),
-                _scan_request(code, device=new_device),
-                member=signed_in,
-            )
+            answer = run_scan(_scan_request(code, device=new_device))
         except anti_fraud.RateLimitedError as limited:
             title, message = RATE_LIMITED[lang]
             response = make_response(
@@ -266,9 +284,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     def api_scan() -> Any:
         body = parse_body(schemas.ScanIn)
         known = request.environ.get("yima.verified")
-        answer = scan(
-            db_session(),
-            app_runtime(),
+        answer = run_scan(
             _scan_request(
                 body.code,
                 device=body.device_id,
@@ -276,8 +292,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 lon=body.lon,
                 accuracy_m=body.accuracy_m,
             ),
-            verification=known[1] if known and known[0] == body.code else None,
-            member=signed_in,
+            known[1] if known and known[0] == body.code else None,
         )
         return answer_json(answer, page_lang())
 

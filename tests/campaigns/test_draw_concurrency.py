@@ -2,9 +2,11 @@
 instant never over-issue a prize, never overspend the budget, never pass a member's limits, reward
 a code once, and pay a cash prize once — also when the provider's answer is lost.
 
-Every scan runs ``campaigns.reward_scan`` in its own unit of work, as the scan service does; the
-processes build their own runtime from the database URL and the master key (the seed is sealed
-under the brand's data key), as a second web worker would.
+Every scan runs ``campaigns.reward_scan`` in its own unit of work, or ("shared") through the
+process's group commit, as the scan service runs it on a threaded web worker: the scans that
+threads have ready together share a transaction, each under a savepoint (core/group_commit.py).
+The processes build their own runtime from the database URL and the master key (the seed is
+sealed under the brand's data key), as a second web worker would.
 """
 
 from __future__ import annotations
@@ -92,11 +94,13 @@ def setup(
 
 
 def scan(
-    runtime: Runtime, s: Setup, member_id: int, serial: int
+    runtime: Runtime, s: Setup, member_id: int, serial: int, shared: bool = False
 ) -> tuple[str, str | None, str | None]:
-    """One rewarded scan in its own transaction: (why, draw outcome, prize key)."""
-    with runtime.db.unit_of_work() as session:
-        got = campaigns.reward_scan(
+    """One rewarded scan in its own transaction, or through the group commit with ``shared``:
+    (why, draw outcome, prize key)."""
+
+    def work(session: Session) -> campaigns.ScanReward:
+        return campaigns.reward_scan(
             session,
             runtime,
             member=members.SignedIn(s.tenant_id, member_id, 0, None, NOW - dt.timedelta(days=30)),
@@ -110,6 +114,12 @@ def scan(
             ),
             now=NOW,
         )
+
+    if shared:
+        got = runtime.db.group_commit.run(work)
+    else:
+        with runtime.db.unit_of_work() as session:
+            got = work(session)
     if got.draw is None:
         return got.why, None, None
     return got.why, got.draw.outcome, got.draw.prize_key
@@ -118,6 +128,7 @@ def scan(
 # --- running work at the same instant ----------------------------------------------------------
 
 Job = tuple[int, int]  # (member id, serial)
+SHARED: list[int] = []  # the group commit's transactions in each process of the last "shared" run
 Outcome = tuple[str, str | None, str | None]
 
 
@@ -152,17 +163,20 @@ def _scan_in_process(
     master_key: str,
     s: Setup,
     work: list[list[Job]],
+    shared: bool,
     ready: Any,
     results: Any,
 ) -> None:
-    """A process of its own (spawned): its own runtime, ``len(work)`` threads scanning."""
+    """A process of its own (spawned): its own runtime, ``len(work)`` threads scanning; with
+    ``shared``, through the process's group commit. Puts (outcomes, transactions)."""
     runtime = Runtime(make_settings(database_url, Path(data_dir), master_key=master_key))
     set_runtime(runtime)
     try:
         ready.wait()  # every process released together
-        results.put(in_threads(work, lambda job: scan(runtime, s, *job)))
+        outcomes = in_threads(work, lambda job: scan(runtime, s, *job, shared=shared))
+        results.put((outcomes, runtime.db.group_commit.batches))
     except BaseException as exc:  # pragma: no cover - reported by the parent
-        results.put([("unexpected", repr(exc))])
+        results.put(([("unexpected", repr(exc))], 0))
     finally:
         runtime.close()
 
@@ -172,7 +186,9 @@ def draw_concurrently(
 ) -> Counter[Outcome]:
     """``workers`` × ``per_worker`` scans of distinct codes, worker ``w`` scanning as member
     ``w`` (so members never queue on each other): 16 threads of this process, or 4 processes of
-    ``workers / 4`` threads each. Outcomes counted."""
+    ``workers / 4`` threads each, in a transaction each ("processes") or sharing commits
+    ("shared": the group commit, whose transactions are counted in ``SHARED``). Outcomes
+    counted."""
     work = [
         [(s.member_ids[w], 1 + w * per_worker + i) for i in range(per_worker)]
         for w in range(workers)
@@ -193,6 +209,7 @@ def draw_concurrently(
                 runtime.settings.master_key,
                 s,
                 work[p * share : (p + 1) * share],
+                how == "shared",
                 ready,
                 results,
             ),
@@ -202,9 +219,12 @@ def draw_concurrently(
     for p in procs:
         p.start()
     outcomes: Counter[Outcome] = Counter()
+    SHARED.clear()
     try:
         for _ in procs:
-            outcomes.update(results.get(timeout=TIMEOUT))
+            done, transactions = results.get(timeout=TIMEOUT)
+            outcomes.update(done)
+            SHARED.append(transactions)
     finally:
         for p in procs:
             p.join(timeout=60)
@@ -243,7 +263,7 @@ def downgrades(session: Session, campaign_id: int) -> Counter[tuple[str | None, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["threads", "processes"])
+@pytest.mark.parametrize("how", ["threads", "processes", "shared"])
 def test_a_prize_of_seven_drawn_by_everyone_at_once_is_given_exactly_seven_times(
     runtime: Runtime, how: str
 ) -> None:
@@ -267,6 +287,8 @@ def test_a_prize_of_seven_drawn_by_everyone_at_once_is_given_exactly_seven_times
     assert outcomes == Counter(
         {("earned", "won", "mug"): 7, ("earned", "fallback", "thanks"): 224 - 7}
     )
+    if how == "shared":
+        assert sum(SHARED) < 224  # draws did share commits
     mug = s.prizes["mug"]
     with runtime.db.read_only() as session:
         shards = shards_of(session, mug)
@@ -316,7 +338,7 @@ def test_as_many_draws_as_units_at_once_all_win_none_told_out_of_stock(runtime: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["threads", "processes"])
+@pytest.mark.parametrize("how", ["threads", "processes", "shared"])
 def test_a_budget_of_thirty_yuan_pays_exactly_six_five_yuan_prizes(
     runtime: Runtime, how: str
 ) -> None:
@@ -358,9 +380,10 @@ def test_a_budget_of_thirty_yuan_pays_exactly_six_five_yuan_prizes(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "shared"])
 @pytest.mark.parametrize("points", [10, 0], ids=["with_points", "draw_only"])
 def test_fifty_scans_of_one_member_at_once_draw_three_times_and_win_twice(
-    runtime: Runtime, points: int
+    runtime: Runtime, points: int, shared: bool
 ) -> None:
     # With points, the ledger credit (the member's balance row) already queues the scans one
     # after another; without, only the draw's own counters stand between them and the limits.
@@ -383,7 +406,10 @@ def test_fifty_scans_of_one_member_at_once_draw_three_times_and_win_twice(
     )
     member_id = s.member_ids[0]
     outcomes = Counter(
-        in_threads([[serial] for serial in range(1, 51)], lambda n: scan(runtime, s, member_id, n))
+        in_threads(
+            [[serial] for serial in range(1, 51)],
+            lambda n: scan(runtime, s, member_id, n, shared=shared),
+        )
     )
     # Every scan is rewarded; only three draw, and only two of those win.
     why = "earned" if points else "no_points"
@@ -406,7 +432,10 @@ def test_fifty_scans_of_one_member_at_once_draw_three_times_and_win_twice(
 
 
 @pytest.mark.slow
-def test_one_code_scanned_by_twenty_members_at_once_is_rewarded_once(runtime: Runtime) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["alone", "shared"])
+def test_one_code_scanned_by_twenty_members_at_once_is_rewarded_once(
+    runtime: Runtime, shared: bool
+) -> None:
     s = setup(
         runtime,
         member_count=20,
@@ -422,7 +451,9 @@ def test_one_code_scanned_by_twenty_members_at_once_is_rewarded_once(runtime: Ru
         ],
         draws_per_member=1000,  # counters kept (checked below)
     )
-    outcomes = Counter(in_threads([[m] for m in s.member_ids], lambda m: scan(runtime, s, m, 77)))
+    outcomes = Counter(
+        in_threads([[m] for m in s.member_ids], lambda m: scan(runtime, s, m, 77, shared=shared))
+    )
     assert outcomes == Counter({("earned", "won", "mug"): 1, ("already_claimed", None, None): 19})
     with runtime.db.read_only() as session:
         rewards = session.scalars(select(Reward)).all()
