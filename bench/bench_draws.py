@@ -1,37 +1,41 @@
 """Benchmark: prize draws on PostgreSQL — throughput, what a draw adds to a scan, and proof that
 nothing was over-issued.
 
-Run: ``.venv/bin/python bench/bench_draws.py [--workers 2,4,6,8] [--seconds 10]`` from the
-repository root (about 1.5 minutes with the defaults, 5 with four worker counts). PostgreSQL at
+Run: ``.venv/bin/python bench/bench_draws.py [--workers 2,4] [--threads 32] [--seconds 10]`` from
+the repository root (about 6 minutes with the defaults). PostgreSQL at
 ``--database`` (default ``$YIMA_BENCH_DATABASE_URL``, else 127.0.0.1:5432/test), in a private
 schema (``yima_bench_draws``) created, migrated and dropped. No Redis: the reward-fraud counters
 live in each process (``campaigns/fraud.py``), as in the embedded default.
 
-(a) Draws per second. ``--workers`` processes (spawned; one thread each, like sync web workers)
-    each run units of work — ``runtime.db.unit_of_work()`` around ``campaigns.reward_scan``, the
-    scan's step 5 — for distinct codes and members (worker w scans as members w, w + W, ...: no
-    two workers queue on one member's rows), for ``--seconds``, all released together after
-    ``--warm`` untimed scans each. The brand runs one campaign (扫码抽奖): the default fraud rules
-    and a draw of a hot prize (a goods prize worth 500 fen, probability 1/2, 10,000,000 in stock:
-    half the draws take a unit and spend from the budget) and "thanks" (1/2, also the fallback),
-    a budget of ¥10,000,000 and per-member limits (50 draws a day, 50 wins) checked on every draw
-    but never reached; the draw is the whole reward (no points), so a unit is a draw: the code's
-    reward row, the member's counters, the stock and budget, the outbox. Variants, each its own
-    brand: stock and budget in 16 shards (``campaigns/lifecycle.py``), the same with 10 points a
-    scan (the points ledger's statements added: the full step 5), the prize's stock in 1 shard,
-    and both in 1 shard: what sharding buys. Next to them: the same scans for a brand with no
-    campaign (the programme's points only), and the floor — worker processes each running
-    transactions of one UPDATE and
-    one INSERT (SQLAlchemy Core, as ``bench/floor_app.py``). Every worker count in ``--workers``
-    runs all of them; the best counts. Printed per run: the CPU per unit (the workers' own, and
-    their PostgreSQL backends' plus the WAL writer's and checkpointer's, from /proc) and what the
-    backends were doing, sampled from ``pg_stat_activity`` every 20 ms (in Python, running a
-    statement, waiting for a row lock — on which statement —, waiting for the WAL). A first run,
-    not counted, grows the new tables.
+(a) Draws per second. ``--workers`` processes (spawned) each run units of work —
+    ``campaigns.reward_scan``, the scan's step 5, through the process's group commit as the scan
+    app runs a scan (core/group_commit.py) — for distinct codes and members (worker w scans as
+    members w, w + W, ...: no two workers queue on one member's rows), for ``--seconds``, all
+    released together after ``--warm`` untimed scans each. Each worker count runs with one
+    thread a worker (a sync web worker: every unit a transaction of its own) and with each of
+    ``--threads`` (a threaded web worker, gunicorn ``--threads``: the units the threads have
+    ready together share a transaction and its commit; the run says how many units a commit).
+    The brand runs one campaign (扫码抽奖): the default fraud rules and a draw of a hot prize (a
+    goods prize worth 500 fen, probability 1/2, 10,000,000 in stock: half the draws take a unit
+    and spend from the budget) and "thanks" (1/2, also the fallback), a budget of ¥10,000,000
+    and per-member limits (50 draws a day, 50 wins) checked on every draw but never reached; the
+    draw is the whole reward (no points), so a unit is a draw: the code's reward row, the
+    member's counters, the stock and budget, the outbox. Variants, each its own brand: stock and
+    budget in 16 shards (``campaigns/lifecycle.py``), the same with 10 points a scan (the points
+    ledger's statements added: the full step 5), the prize's stock in 1 shard, and both in 1
+    shard: what sharding buys. Next to them: the same scans for a brand with no campaign (the
+    programme's points only), and the floor — worker processes each running transactions of one
+    UPDATE and one INSERT (SQLAlchemy Core, as ``bench/floor_app.py``), one thread each. Every
+    shape (workers x threads) runs all of them; the best counts. Printed per run: the CPU per
+    unit (the workers' own, and their PostgreSQL backends' plus the WAL writer's and
+    checkpointer's, from /proc) and what the backends were doing, sampled from
+    ``pg_stat_activity`` every 20 ms (in Python, running a statement, waiting for a row lock —
+    on which statement —, waiting for the WAL). A first run, not counted, grows the new tables.
     Then the database is asked whether anything was over-issued: every stock shard's ``issued <=
     stock``, every budget shard's ``spent <= limit``, units issued = prizes won, money spent =
     the prizes' value, each (prize, shard, unit) once, and no member past the limits.
 (b) What a draw adds to a scan, in one process: ``campaigns.reward_scan`` in its unit of work
+    (the group commit with one thread: a transaction of its own)
     timed per call with ``perf_counter`` (commit included) for a brand running the draw campaign
     (16 shards) and a brand with no campaign at all (the programme's points only), alternated
     call by call over member pools of the same size scanned in the same order, after ``--warm``
@@ -1024,11 +1028,11 @@ def main() -> int:
     parser.add_argument("--database", default=DEFAULT_DATABASE)
     parser.add_argument("--schema", default="yima_bench_draws")
     parser.add_argument(
-        "--workers", default="4", help="worker processes for (a), a comma list: each is run"
+        "--workers", default="2,4", help="worker processes for (a), a comma list: each is run"
     )
     parser.add_argument(
         "--threads",
-        default="1,8",
+        default="32",
         help="threads per worker for (a), a comma list: 1 (always run, with the floor) is a"
         " transaction per unit; more share commits through the group commit (the scan app on"
         " gunicorn --threads)",

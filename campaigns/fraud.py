@@ -256,6 +256,10 @@ class RewardFacts:
     case: str | None
     region_check: Literal["inside", "outside", "unknown", "untargeted"]
     now: dt.datetime
+    # "batch:serial" of the scanned code: the scan's entry in the logs, so a scan judged again
+    # (a unit of work the group commit runs twice, core/group_commit.py) counts once. A code is
+    # rewarded once, ever. None: an entry of its own.
+    code: str | None = None
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None or self.member_created_at.tzinfo is None:
@@ -516,7 +520,7 @@ class RewardCounters:
         round trip). A disabled policy allows without recording."""
         if not policy.enabled:
             return FraudVerdict("allow", (), {})
-        counts = _counts_for(facts, policy, os.urandom(6).hex())
+        counts = _counts_for(facts, policy, facts.code or os.urandom(6).hex())
         seen = self._apply(facts.tenant_id, counts, _ms(facts.now))
         return _verdict(facts, policy, counts, seen)
 

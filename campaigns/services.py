@@ -430,6 +430,7 @@ def reward_scan(
             case=facts.case,
             region_check=where,
             now=now,
+            code=f"{facts.batch_id}:{facts.serial}",
         ),
         policy,
     )

@@ -3,9 +3,9 @@
 Sync workers: the apps are short CPU-bound requests against PostgreSQL. ``--bind`` and
 ``--workers`` on the command line override these (the one-machine stack does).
 
-The scan app is started with ``--threads 16`` (gunicorn then runs its threaded worker): scans
+The scan app is started with ``--threads 32`` (gunicorn then runs its threaded worker): scans
 that a worker's threads have ready at the same moment share one transaction and one commit
-(core/group_commit.py), which doubles the draws a worker makes per second
+(core/group_commit.py), which doubles the draws two workers make per second on two cores
 (bench/bench_draws.py). A lone scan still commits on its own at once.
 """
 

@@ -29,7 +29,7 @@ stop() {
 trap stop INT TERM EXIT
 
 "$bin/gunicorn" --config "$here/gunicorn.conf.py" --bind "127.0.0.1:$scan_port" \
-  --workers "$web_workers" --threads 16 yima.wsgi:scan_app &
+  --workers "$web_workers" --threads 32 yima.wsgi:scan_app &
 pids+=($!)
 "$bin/gunicorn" --config "$here/gunicorn.conf.py" --bind "127.0.0.1:$console_port" \
   --workers "$web_workers" yima.wsgi:console_app &

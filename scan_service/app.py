@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
+from sqlalchemy.orm import Session
 
 import anti_fraud
 import campaigns
@@ -102,7 +103,7 @@ def run_scan(
 
     A code that verifies runs through the process's group commit (core/group_commit.py): on a
     threaded worker (gunicorn ``--threads``) the scans ready at the same moment share one
-    transaction and one commit, each under a savepoint of its own. The unit may run on another
+    transaction and one commit. The unit may run on another
     request's thread, so what needs this request (the signed-in member, from its cookie or
     token) is read here first; a forged code still reaches neither the database nor the
     member lookup."""
@@ -113,9 +114,19 @@ def run_scan(
         return scan(db_session(), runtime, scan_request, verification)
     member = signed_in()
     commit_request_session()
-    return runtime.db.group_commit.run(
-        lambda session: scan(session, runtime, scan_request, verification, member=lambda: member)
-    )
+
+    def work(session: Session) -> ScanAnswer | anti_fraud.RateLimitedError:
+        try:
+            return scan(session, runtime, scan_request, verification, member=lambda: member)
+        except anti_fraud.RateLimitedError as limited:
+            # Refused at step 2 (a revoked or unknown code, flooding), before anything was
+            # written: returned, so the batch it shares goes on (a unit that raises is rerun).
+            return limited
+
+    answer = runtime.db.group_commit.run(work)
+    if isinstance(answer, anti_fraud.RateLimitedError):
+        raise answer
+    return answer
 
 
 def create_app(settings: Settings | None = None) -> Flask:

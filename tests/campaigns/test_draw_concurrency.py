@@ -4,7 +4,7 @@ a code once, and pay a cash prize once — also when the provider's answer is lo
 
 Every scan runs ``campaigns.reward_scan`` in its own unit of work, or ("shared") through the
 process's group commit, as the scan service runs it on a threaded web worker: the scans that
-threads have ready together share a transaction, each under a savepoint (core/group_commit.py).
+threads have ready together share a transaction (core/group_commit.py).
 The processes build their own runtime from the database URL and the master key (the seed is
 sealed under the brand's data key), as a second web worker would.
 """

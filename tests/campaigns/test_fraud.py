@@ -168,6 +168,17 @@ def test_the_default_policy_holds_a_member_past_twenty_scans_an_hour(
     assert (verdicts[20].action, verdicts[20].reasons) == ("hold", ("member_velocity",))
 
 
+def test_a_scan_judged_again_counts_once(scan: Callable[..., Any]) -> None:
+    # The group commit may run a scan's unit of work twice (core/group_commit.py): the same
+    # code judged again must not push its member towards a hold.
+    for attempt in range(3):
+        verdict = scan(code="7:42", device="phone", now=T0 + dt.timedelta(seconds=attempt))
+    assert verdict.counts["member_velocity"] == 1
+    assert verdict.counts["device_velocity"] == 1
+    other = scan(code="7:43", device="phone", now=T0 + dt.timedelta(seconds=5))
+    assert other.counts["member_velocity"] == 2  # another code is another scan
+
+
 def test_a_member_scanning_on_one_device_again_is_one_member(scan: Callable[..., Any]) -> None:
     for _ in range(5):
         verdict = scan(member_id=9, device="my-own-phone")

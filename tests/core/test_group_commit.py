@@ -1,5 +1,6 @@
 """The group commit: units of work that threads have ready together share one transaction, and
-each still commits, fails or retries as its own (core/group_commit.py).
+each still commits or fails as its own (core/group_commit.py): a unit that raises rolls its batch
+back, runs again alone for its own answer, and the others run again together.
 
 Batches are formed deterministically: a first unit holds the leader's seat until the others are
 queued behind it, so they make up the next batch."""
@@ -10,6 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -105,7 +107,7 @@ def test_units_ready_together_share_one_commit_and_each_gets_its_own_answer(
     assert (group.batches, group.units) == (2, 7)  # the gate alone, then six in one commit
 
 
-def test_a_unit_that_raises_is_rolled_back_alone(runtime: Runtime) -> None:
+def test_a_unit_that_raises_fails_alone_and_the_others_commit(runtime: Runtime) -> None:
     ran: list[str] = []
 
     def refused(session: Session) -> str:
@@ -129,11 +131,13 @@ def test_a_unit_that_raises_is_rolled_back_alone(runtime: Runtime) -> None:
     assert isinstance(results["refused"], ValueError)
     assert (results["a"], results["b"]) == ("a", "b")
     assert slugs(runtime) == ["a", "b"]
-    assert sorted(ran) == ["a", "b"]  # the refused unit's follow-up was dropped
+    assert sorted(ran) == ["a", "b"]  # follow-ups of committed runs only
     assert (group.batches, group.units) == (2, 3)
 
 
-def test_a_unit_that_failed_in_the_database_runs_again_alone(runtime: Runtime) -> None:
+def test_a_unit_that_failed_in_the_database_gets_the_answer_of_its_run_alone(
+    runtime: Runtime,
+) -> None:
     attempts: list[int] = []
 
     def flaky(session: Session) -> str:
@@ -159,7 +163,7 @@ def test_a_unit_that_failed_in_the_database_runs_again_alone(runtime: Runtime) -
     assert slugs(runtime) == ["a", "flaky"]
 
 
-def test_a_lost_transaction_runs_every_unit_again_alone(runtime: Runtime) -> None:
+def test_a_flush_error_fails_its_own_unit_and_the_others_run_again(runtime: Runtime) -> None:
     with runtime.db.unit_of_work() as session:
         add_tenant("taken")(session)
     runs: list[str] = []
@@ -172,7 +176,7 @@ def test_a_lost_transaction_runs_every_unit_again_alone(runtime: Runtime) -> Non
         return work
 
     group = runtime.db.group_commit
-    # The ORM's flush error rolls the whole shared transaction back, not just a savepoint.
+    # The ORM's flush error rolls the shared transaction back; "a" ran before it, so again.
     results = in_one_batch(
         group, {"a": counted("a"), "taken": counted("taken"), "b": counted("b")}
     ).join()
@@ -181,6 +185,28 @@ def test_a_lost_transaction_runs_every_unit_again_alone(runtime: Runtime) -> Non
     assert (results["a"], results["b"]) == ("a", "b")
     assert slugs(runtime) == ["a", "b", "taken"]  # each once, though "a" ran twice
     assert sorted(runs) == ["a", "a", "b", "taken", "taken"]
+
+
+def test_a_unit_alone_picked_to_break_a_deadlock_is_tried_again(runtime: Runtime) -> None:
+    attempts: list[int] = []
+
+    def unlucky(session: Session) -> str:
+        attempts.append(1)
+        add_tenant(f"try-{len(attempts)}")(session)
+        if len(attempts) < 3:  # as PostgreSQL reports a deadlock it broke by failing us
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return "third time"
+
+    def hopeless(session: Session) -> str:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+
+    group = runtime.db.group_commit
+    assert group.run(unlucky) == "third time"
+    assert slugs(runtime) == ["try-3"]  # the failed runs' writes were rolled back
+    with pytest.raises(psycopg.errors.DeadlockDetected):
+        group.run(hopeless)
+    with pytest.raises(ValueError):  # not a deadlock: not tried again
+        group.run(lambda session: int("x"))
 
 
 def test_a_lone_unit_runs_in_its_own_transaction(runtime: Runtime) -> None:
@@ -202,8 +228,8 @@ def test_two_batches_that_deadlock_both_commit_every_unit_once(
     runtime: Runtime, database_url: str
 ) -> None:
     """Two processes' batches (two group commits), each holding a row the other's next unit
-    wants: PostgreSQL breaks the deadlock by failing one unit, which runs again alone once the
-    other batch has committed."""
+    wants: PostgreSQL breaks the deadlock by failing one unit; its batch rolls back, the unit
+    runs again alone once the other batch has committed, and so does its batch's other unit."""
     with runtime.db.unit_of_work() as session:
         add_tenant("x")(session)
         add_tenant("y")(session)
@@ -236,7 +262,7 @@ def test_two_batches_that_deadlock_both_commit_every_unit_once(
         other.dispose()
 
     assert results == {"gate": "gate", "a1": "a1", "a2": "a2", "b1": "b1", "b2": "b2"}
-    # two gates, two batches, and the deadlock's victim once more on its own
+    # two gates, the batch that won, and the two units of the other batch, each alone
     assert runtime.db.group_commit.batches + other.group_commit.batches == 5
     with runtime.db.unit_of_work() as session:
         names = dict(session.execute(text("SELECT slug, name FROM core_tenants")).all())
