@@ -238,9 +238,9 @@ def _query_time(name: str) -> dt.datetime | None:
         return None
     try:
         value = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01 east of UTC, say
         raise ValidationFailedError.field(name, "an ISO 8601 date or time") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _diversion_reader() -> tuple[Principal, int | None]:

@@ -506,7 +506,10 @@ class CampaignSpec(_Spec):
             if zone is None:
                 return value  # the timezone's own error is reported
             value = value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
-        return value.astimezone(dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+            raise ValueError("a time within the years 1 to 9999 in UTC") from None
 
     @field_validator("ends_at")
     @classmethod

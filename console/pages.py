@@ -831,7 +831,11 @@ def _day(
     if len(raw) != 10:
         errors[name] = texts["err_date"]
         return None
-    return dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.UTC)
+    try:
+        return dt.datetime.combine(day, dt.time(), tzinfo=tz).astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01 east of UTC
+        errors[name] = texts["err_date"]
+        return None
 
 
 @pages.get("/audit")

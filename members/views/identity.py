@@ -248,9 +248,9 @@ def _when(name: str, zone: ZoneInfo) -> dt.datetime | None:
             day = dt.date.fromisoformat(raw)
             return dt.datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(dt.UTC)
         value = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(dt.UTC)
+    except (ValueError, OverflowError):  # OverflowError: 0001-01-01 east of UTC, say
         raise ValidationFailedError.field(name, "an ISO 8601 date or date-time") from None
-    return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(dt.UTC)
 
 
 def _text(name: str, longest: int) -> str | None:

@@ -177,6 +177,8 @@ def test_clusters_become_scored_alerts_and_single_guesses_do_not(
     )
     assert api("GET", "/diversion/alerts", query_string={"region": "Mars"}).status_code == 422
     assert api("GET", "/diversion/alerts", query_string={"since": "yesterday"}).status_code == 422
+    year_one = {"since": "0001-01-01T00:00:00+08:00"}  # before year 1 once in UTC
+    assert api("GET", "/diversion/alerts", query_string=year_one).status_code == 422
     # The brand confirms it; evaluating again leaves the review alone.
     reviewed = api(
         "POST",

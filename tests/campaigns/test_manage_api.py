@@ -281,6 +281,13 @@ def test_every_bad_input_is_a_problem_never_a_500(
         ),
         ("POST", "/campaigns", {"json": window()}, 422, "priority"),  # overlaps at priority 100
         ("POST", "/campaigns", {"json": nul}, 422, None),
+        (  # a time that leaves datetime's range once it is put in UTC
+            "POST",
+            "/campaigns",
+            {"json": {**window(priority=7), "starts_at": "0001-01-01T00:00:00+08:00"}},
+            422,
+            "starts_at",
+        ),
         ("PUT", f"/campaigns/{cid}", {"json": {"name": "x"}}, 422, "starts_at"),
         ("GET", "/campaigns/999999", {}, 404, None),
         ("GET", f"/campaigns/{2**31}", {}, 404, None),

@@ -356,6 +356,9 @@ def test_the_audit_log_filters_by_action_and_day_and_pages(
     assert bad.status_code == 422
     assert _texts(bad.text, "since-error") == "请按 YYYY-MM-DD 格式输入日期。"
     assert _texts(bad.text, "action-error") == "请选择列表中的操作。"
+    year_one = admin.client.get("/audit?since=0001-01-01")  # before year 1 once in UTC
+    assert year_one.status_code == 422
+    assert _texts(year_one.text, "since-error") == "请按 YYYY-MM-DD 格式输入日期。"
 
 
 def test_pages_and_api_refuse_unsafe_requests_without_the_csrf_token(
