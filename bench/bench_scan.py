@@ -180,9 +180,10 @@ class Server:
         ready_path: str,
         workers: int,
         config: Path | None = None,
+        threads: int = 1,
     ) -> None:
         self.name, self.target, self.env, self.cwd, self.config = name, target, env, cwd, config
-        self.ready_path, self.workers = ready_path, workers
+        self.ready_path, self.workers, self.threads = ready_path, workers, threads
         self.port = free_port()
         self.log = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -196,8 +197,11 @@ class Server:
             str(BIN / "gunicorn"),
             "--workers",
             str(self.workers),
-            "--worker-class",
-            "sync",
+            *(
+                ["--worker-class", "sync"]
+                if self.threads == 1
+                else ["--worker-class", "gthread", "--threads", str(self.threads)]
+            ),
             "--bind",
             f"127.0.0.1:{self.port}",
             "--log-level",
@@ -792,6 +796,13 @@ def main() -> int:
     parser.add_argument("--schema", default="yima_bench")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per worker of the valid-scan server and its floor (the scan app is deployed"
+        " with 32: scans ready together share a commit, core/group_commit.py)",
+    )
     parser.add_argument("--codes", type=int, default=1_000_000, help="codes in the batch")
     parser.add_argument("--pool", type=int, default=200_000, help="valid codes the load draws")
     parser.add_argument("--hot", type=int, default=5_000, help="hot set: the re-scanned codes")
@@ -865,6 +876,11 @@ def run(args: argparse.Namespace, connections: list[int], workdir: Path) -> int:
     say(
         f"wrk -t2 -c{{{args.connections}}} -d{d:g}s on 127.0.0.1; gunicorn --workers "
         f"{args.workers} --worker-class sync for every app, one server at a time"
+        + (
+            f" (valid scans and their floor: gthread, --threads {args.threads})"
+            if args.threads > 1
+            else ""
+        )
     )
     setup = prepare(args, workdir)
     log_dir = workdir
@@ -915,6 +931,7 @@ def run(args: argparse.Namespace, connections: list[int], workdir: Path) -> int:
         log_dir=log_dir,
         ready_path="/hello",
         workers=args.workers,
+        threads=args.threads,
     )
     say(f"  {wait_for_quiet(args.quiet_wait)}")
     with floor.running():
@@ -957,6 +974,7 @@ def run(args: argparse.Namespace, connections: list[int], workdir: Path) -> int:
         log_dir=log_dir,
         ready_path="/healthz",
         workers=args.workers,
+        threads=args.threads,
     )
     say(f"  {wait_for_quiet(args.quiet_wait)}")
     with scan_server.running():
