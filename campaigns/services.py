@@ -111,7 +111,6 @@ _CLAIM_COUNTED = text(
 )
 
 _JSON_COLUMNS = ("breakdown", "reasons", "counts", "draw_inputs")
-_EMPTY: dict[type, str] = {list: "[]", dict: "{}", tuple: "[]"}  # most scans' empty lists
 _FINISH_COLUMNS = (
     "points",
     "status",
@@ -237,7 +236,8 @@ def _finish_reward(
     for column in _JSON_COLUMNS:
         value = params[column]
         if value is not None:
-            params[column] = json.dumps(value, ensure_ascii=False) if value else _EMPTY[type(value)]
+            # Most scans' reasons and breakdown are empty: no encoder for them.
+            params[column] = "[]" if value == [] else json.dumps(value, ensure_ascii=False)
     if bump is not None:
         params.update(
             bc=bump.campaign_id,

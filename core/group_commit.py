@@ -164,8 +164,6 @@ class GroupCommit:
                     session.flush()  # a unit's own writes fail on its own turn, not at commit
                 failed = None
         except Exception:
-            for unit in batch:
-                unit.value = None
             if failed is None:  # the commit: every unit again, alone
                 for unit in batch:
                     self._alone(unit)

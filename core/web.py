@@ -120,15 +120,6 @@ def db_session() -> Session:
     return session
 
 
-def commit_request_session() -> None:
-    """Commit what this request's session has done so far, before the request hands work to a
-    unit of work of another session (the group commit): on SQLite an open transaction holds the
-    write lock that unit would wait for."""
-    session: Session | None = g.get("yima_session")
-    if session is not None and session.in_transaction():
-        session.commit()
-
-
 def client_ip() -> str | None:
     return request.remote_addr
 

@@ -51,7 +51,7 @@ from members.settings import Programme, get_programme, update_programme
 from members.tags import evaluate_tags, tags_of
 from members.tiers import add_growth, check_upgrade, review_all, scan_multiplier, tier_benefits
 from members.views import api_blueprint, consumer_blueprint
-from members.views._common import MEMBER_COOKIE, current_member, signed_in_member
+from members.views._common import MEMBER_COOKIE, current_member, member_token, signed_in_member
 
 __all__ = [
     "MEMBER_COOKIE",
@@ -98,6 +98,7 @@ __all__ = [
     "member_days",
     "member_of_token",
     "member_profile",
+    "member_token",
     "members_in",
     "on_erasure",
     "open_points",

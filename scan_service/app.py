@@ -23,13 +23,13 @@ import traceability
 from core.config import Settings
 from core.models import Tenant
 from core.openapi import build_spec, operation, parse_body
-from core.web import app_runtime, build_app, commit_request_session, db_session
+from core.web import app_runtime, build_app, db_session
 from scan_service import schemas
 from scan_service.draw_pages import draw_of, draw_texts, register_draw_pages, script_url
 from scan_service.fastpath import ForgedCodeFastPath
 from scan_service.member_pages import register_member_pages
 from scan_service.orchestrator import ScanAnswer, scan
-from scan_service.pages import API_PREFIX, page_headers, page_lang, signed_in
+from scan_service.pages import API_PREFIX, page_headers, page_lang
 from scan_service.texts import (
     JOURNEY_TITLE,
     POINTS,
@@ -103,21 +103,25 @@ def run_scan(
 
     A code that verifies runs through the process's group commit (core/group_commit.py): on a
     threaded worker (gunicorn ``--threads``) the scans ready at the same moment share one
-    transaction and one commit. The unit may run on another
-    request's thread, so what needs this request (the signed-in member, from its cookie or
-    token) is read here first; a forged code still reaches neither the database nor the
-    member lookup."""
+    transaction and one commit. The unit may run on another request's thread, so it takes the
+    member's token (header or cookie) from here and looks it up in its own session, at step 5
+    only: a code that fails earlier costs no lookup."""
     runtime = app_runtime()
     if verification is None:
         verification = codegen.verify(runtime, scan_request.code)
     if isinstance(verification, codegen.InvalidToken):
         return scan(db_session(), runtime, scan_request, verification)
-    member = signed_in()
-    commit_request_session()
+    token = members.member_token()
 
     def work(session: Session) -> ScanAnswer | anti_fraud.RateLimitedError:
         try:
-            return scan(session, runtime, scan_request, verification, member=lambda: member)
+            return scan(
+                session,
+                runtime,
+                scan_request,
+                verification,
+                member=lambda: members.member_of_token(session, token),
+            )
         except anti_fraud.RateLimitedError as limited:
             # Refused at step 2 (a revoked or unknown code, flooding), before anything was
             # written: returned, so the batch it shares goes on (a unit that raises is rerun).
